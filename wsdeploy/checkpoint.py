@@ -1,0 +1,190 @@
+"""Checkpoints: the weights and the model card that makes them self-describing.
+
+File layout (a `torch.save` zip, read back with `torch.load(weights_only=True)`, so loading a
+checkpoint never runs arbitrary pickled code)::
+
+    {"format": "wsdeploy-checkpoint",
+     "card": {...},                 # ModelCard.to_dict(): plain str/int/float/list/dict values
+     "state_dict": {name: Tensor}}
+
+A checkpoint is untrusted input. Every way it can be wrong (not a checkpoint, needs unpickling,
+truncated, written by a newer format version, weights that do not fit the card) raises a
+`ValueError` that says which, never a traceback from inside torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wsdeploy.atomic import atomic_path
+from wsdeploy.data.image_io import IMAGENET_MEAN, IMAGENET_STD
+from wsdeploy.environment import library_versions
+
+__all__ = ["CARD_FORMAT_VERSION", "ModelCard", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
+
+CARD_FORMAT_VERSION = 1
+_FORMAT_TAG = "wsdeploy-checkpoint"
+SUPERVISION_KINDS = ("full", "scribbles", "tags", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to rebuild, feed and interpret a model, stored beside its weights."""
+
+    arch: str  # registry name, e.g. "deeplabv3plus_resnet18"
+    classes: list[str]  # class names; index = class id
+    arch_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # build_model kwargs
+    palette: list[list[int]] | None = None  # (K, 3) RGB colours for overlays
+    mean: list[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_STD))
+    input_size: list[int] | None = None  # training crop (H, W)
+    supervision: str = "none"  # "full" | "scribbles" | "tags" | "none"
+    losses: dict[str, float] = dataclasses.field(default_factory=dict)  # loss name -> weight
+    evaluation: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"miou": 0.71}
+    training: dict[str, Any] = dataclasses.field(default_factory=dict)  # data, steps, command
+    versions: dict[str, str] = dataclasses.field(default_factory=library_versions)
+    created: str = dataclasses.field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    )
+    format_version: int = CARD_FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.arch, str) or not self.arch:
+            raise ValueError(f"card.arch must be a model name, got {self.arch!r}")
+        if not self.classes or not all(isinstance(c, str) for c in self.classes):
+            raise ValueError(f"card.classes must be a non-empty list of names, got {self.classes!r}")
+        if self.palette is not None and (
+            len(self.palette) != len(self.classes) or any(len(c) != 3 for c in self.palette)
+        ):
+            raise ValueError(
+                f"card.palette must have one RGB triple per class ({len(self.classes)}), "
+                f"got {self.palette!r}"
+            )
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if len(value) != 3:
+                raise ValueError(f"card.{name} must have 3 values (RGB), got {value!r}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"card.std must be positive, got {self.std!r}")
+        if self.supervision not in SUPERVISION_KINDS:
+            raise ValueError(
+                f"card.supervision must be one of {SUPERVISION_KINDS}, got {self.supervision!r}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (what is stored in checkpoints and export metadata)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ModelCard":
+        """Validate and build a card read from a file; raises ValueError on anything off."""
+        if not isinstance(data, dict):
+            raise ValueError(f"model card must be a dict, got {type(data).__name__}")
+        version = data.get("format_version")
+        if not isinstance(version, int):
+            raise ValueError(f"model card has no integer format_version (got {version!r})")
+        if version > CARD_FORMAT_VERSION:
+            raise ValueError(
+                f"model card format version {version} is newer than this wsdeploy supports "
+                f"({CARD_FORMAT_VERSION}); upgrade wsdeploy"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"model card has unknown fields {unknown}; expected some of {sorted(names)}")
+        missing = [n for n in ("arch", "classes") if n not in data]
+        if missing:
+            raise ValueError(f"model card is missing required fields {missing}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ValueError(f"invalid model card: {exc}") from None
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, card: ModelCard) -> None:
+    """Write weights + card atomically (temp file + rename), tensors moved to CPU."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": _FORMAT_TAG, "card": card.to_dict(), "state_dict": state}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[ModelCard, dict[str, torch.Tensor]]:
+    """Read and validate a checkpoint file without building the model.
+
+    Returns:
+        (card, state_dict) with CPU tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {str(path)!r}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{path}: refusing to load: the file needs arbitrary unpickling (only tensors and "
+            f"plain values are allowed in a wsdeploy checkpoint). Detail: {str(exc).splitlines()[0]}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types on garbage (KeyError, EOFError...)
+        raise ValueError(
+            f"{path}: not a readable checkpoint (truncated or corrupt file?): {str(exc).splitlines()[0]}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT_TAG:
+        raise ValueError(
+            f"{path}: not a wsdeploy checkpoint (no 'format': {_FORMAT_TAG!r} entry); "
+            "a bare state_dict must be wrapped with save_checkpoint(path, model, card)"
+        )
+    card = ModelCard.from_dict(payload.get("card"))
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: checkpoint has no valid state_dict of tensors")
+    return card, state
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
+    """Rebuild the model described by the card and load its weights (CPU, eval mode).
+
+    Raises:
+        ValueError: any problem with the file, the card, or weights that do not fit the card.
+    """
+    from wsdeploy.models import build_model  # local: models import torch.nn layers only when used
+
+    card, state = read_checkpoint(path)
+    try:
+        model = build_model(card.arch, card.num_classes, **card.arch_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the card's architecture cannot be built: {exc}") from None
+    _check_state_matches(model, state, path)
+    model.load_state_dict(state, strict=True)
+    return model.eval(), card
+
+
+def _check_state_matches(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k}: card expects {tuple(expected[k].shape)}, file has {tuple(state[k].shape)}"
+        for k in expected
+        if k in state and expected[k].shape != state[k].shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        if wrong:
+            parts.append(f"{len(wrong)} with wrong shapes (e.g. {wrong[:3]})")
+        raise ValueError(f"{path}: weights do not match the model card: " + "; ".join(parts))

@@ -1,0 +1,70 @@
+"""The `wsdeploy` command: one entry point, a sub-command per job, `--help` everywhere.
+
+Each sub-command lives in its own module with `add_arguments(parser)` and `run(args) -> int`, and
+is imported only when chosen, so `wsdeploy --help` is fast and training, export or serving
+dependencies load only for their commands.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# name -> (module, one-line help). Later issues add train, annotate, cam, export, bench, serve.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("wsdeploy.cli.demo", "segment the bundled sample images with the bundled model"),
+    "segment": ("wsdeploy.cli.segment", "segment images with a model; write mask and overlay PNGs"),
+    "make-dataset": ("wsdeploy.cli.make_dataset", "generate the synthetic benchmark dataset"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsdeploy",
+        description="Weakly-supervised semantic segmentation: train from scribbles or tags, "
+        "export, segment, serve.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:  # only the chosen command's module is imported
+            importlib.import_module(module_name).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in COMMANDS), None)
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args))
+    except (ValueError, TypeError, ImportError, FileNotFoundError) as exc:
+        print(f"wsdeploy {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"wsdeploy {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _version() -> str:
+    from wsdeploy import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The runtime API: `load()` a model file, `Segmenter.segment()` images, `segment()` with the default.
+
+Pre-processing (one path for every backend): read the image (any accepted input, see
+`wsdeploy.data.image_io`), normalise with the card's mean/std, pad bottom/right with zeros (the
+mean colour after normalisation) to a multiple of the backend's `input_multiple`. Images of the
+same size run as one batch; different sizes run as separate batches, so a result never depends on
+what else was in the call. Post-processing: upsample the logits bilinearly to the padded size, crop
+the padding, softmax, optional dense CRF, argmax.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wsdeploy.checkpoint import ModelCard, load_checkpoint
+from wsdeploy.data.image_io import DEFAULT_MAX_PIXELS, ImageInput, normalize, read_image
+from wsdeploy.visualize import default_palette
+
+__all__ = ["DEFAULT_MODEL_PATH", "Segmentation", "Segmenter", "load", "segment"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "assets" / "default_model.pt"
+
+
+@dataclasses.dataclass
+class Segmentation:
+    """The result for one image, at the input's own resolution.
+
+    Attributes:
+        labels: (H, W) uint8 class indices (int32 if the model has more than 256 classes).
+        probs: (K, H, W) float32 softmax probabilities, or None unless `return_probs=True`.
+        classes: the K class names; `classes[labels[y, x]]` names a pixel.
+    """
+
+    labels: np.ndarray
+    probs: np.ndarray | None
+    classes: list[str]
+
+    def class_pixel_counts(self) -> dict[str, int]:
+        """Pixels per class present, e.g. {'background': 51234, 'cat': 1200}."""
+        counts = np.bincount(self.labels.ravel(), minlength=len(self.classes))
+        return {self.classes[k]: int(n) for k, n in enumerate(counts) if n > 0}
+
+
+class Segmenter:
+    """A loaded model plus its card; call `segment` on images.
+
+    Build it with `wsdeploy.load(path)`. Thread-safe: `segment` keeps no state between calls.
+
+    Args:
+        backend: callable (B, 3, H, W) float32 -> logits, with `input_multiple`, `logit_stride`
+            and `device` attributes (see `wsdeploy.backends`).
+        card: the model card.
+        crf: default dense-CRF post-processing: False, True (library defaults) or a dict of
+            `dense_crf` parameters.
+        max_pixels: images above this many pixels are refused before decoding.
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        card: ModelCard,
+        *,
+        crf: bool | dict[str, Any] = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.backend = backend
+        self._card = card
+        self.classes = list(card.classes)
+        self.palette = (
+            np.asarray(card.palette, dtype=np.uint8)
+            if card.palette is not None
+            else default_palette(len(self.classes))
+        )
+        self.crf_params = _crf_params(crf)
+        self.max_pixels = max_pixels
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The model card as a plain dict (a copy)."""
+        return self._card.to_dict()
+
+    @property
+    def device(self) -> torch.device:
+        return self.backend.device
+
+    def segment(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        return_probs: bool = False,
+        crf: bool | dict[str, Any] | None = None,
+    ) -> Segmentation | list[Segmentation]:
+        """Segment one image or a list of images.
+
+        Args:
+            images: one image (path, bytes, (H, W, 3) uint8 RGB array, PIL image) or a list or
+                tuple of them. A list returns a list, anything else one `Segmentation`.
+            return_probs: also return (K, H, W) float32 probabilities.
+            crf: override the segmenter's CRF setting for this call (None keeps it).
+
+        Raises:
+            ValueError: an input is not a readable image (the message names which one).
+        """
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        if not items:
+            raise ValueError("segment() got an empty list of images")
+        crf_params = self.crf_params if crf is None else _crf_params(crf)
+        arrays = []
+        for i, item in enumerate(items):
+            try:
+                arrays.append(read_image(item, max_pixels=self.max_pixels))
+            except (ValueError, TypeError) as exc:
+                where = "" if single else f"image {i}: "
+                raise type(exc)(f"{where}{exc}") from None
+        results: list[Segmentation | None] = [None] * len(arrays)
+        for shape, indices in _group_by_shape(arrays).items():
+            batch = np.stack([arrays[i] for i in indices])  # (B, H, W, 3) uint8
+            for i, result in zip(indices, self._segment_batch(batch, return_probs, crf_params)):
+                results[i] = result
+        return results[0] if single else results  # type: ignore[return-value]
+
+    def _segment_batch(
+        self, batch: np.ndarray, return_probs: bool, crf_params: dict[str, Any] | None
+    ) -> list[Segmentation]:
+        """batch: (B, H, W, 3) uint8 RGB, all one size."""
+        _, height, width, _ = batch.shape
+        x = normalize(batch, self._card.mean, self._card.std)  # (B, 3, H, W)
+        m = self.backend.input_multiple
+        pad_h, pad_w = (-height) % m, (-width) % m
+        x = F.pad(x, (0, pad_w, 0, pad_h))  # zeros = the mean colour after normalisation
+        logits = self.backend(x.to(self.backend.device))  # (B, K, Hp/s, Wp/s)
+        out = []
+        for b in range(logits.shape[0]):  # one image at a time bounds the (K, H, W) memory
+            full = F.interpolate(
+                logits[b : b + 1].float(), size=(height + pad_h, width + pad_w),
+                mode="bilinear", align_corners=False,
+            )[0, :, :height, :width]  # (K, H, W)
+            probs = torch.softmax(full, dim=0)
+            if crf_params is not None:
+                from wsdeploy.crf import dense_crf
+
+                image = torch.from_numpy(batch[b]).to(probs.device)
+                probs = dense_crf(image, probs, **crf_params)
+            labels = probs.argmax(0).cpu().numpy()
+            labels = labels.astype(np.uint8 if len(self.classes) <= 256 else np.int32)
+            p = probs.cpu().numpy().astype(np.float32) if return_probs else None
+            out.append(Segmentation(labels=labels, probs=p, classes=list(self.classes)))
+        return out
+
+
+def _group_by_shape(arrays: list[np.ndarray]) -> dict[tuple[int, ...], list[int]]:
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, a in enumerate(arrays):
+        groups.setdefault(a.shape, []).append(i)
+    return groups
+
+
+def _crf_params(crf: bool | dict[str, Any] | None) -> dict[str, Any] | None:
+    """False/None -> None (off); True -> {} (library defaults); dict -> validated parameters."""
+    if crf is None or crf is False:
+        return None
+    if crf is True:
+        return {}
+    if isinstance(crf, dict):
+        from wsdeploy.crf import CRFParams
+
+        return dataclasses.asdict(CRFParams.from_dict(crf))
+    raise TypeError(f"crf must be a bool or a dict of dense_crf parameters, got {type(crf).__name__}")
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    device: str = "auto",
+    crf: bool | dict[str, Any] = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Segmenter:
+    """Load a model file into a `Segmenter`.
+
+    Args:
+        path: a wsdeploy checkpoint (`.pt`).
+        device: 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...
+        crf: dense-CRF post-processing by default: False, True, or a dict of its parameters.
+        max_pixels: refuse larger input images (checked before decoding).
+
+    Raises:
+        ValueError: missing, unsupported or invalid file (the message says which).
+    """
+    from wsdeploy.backends import TorchBackend
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".pt", ".pth"):
+        raise ValueError(f"unsupported model file {str(path)!r}: expected a .pt checkpoint")
+    model, card = load_checkpoint(path)
+    return Segmenter(TorchBackend(model, device=device), card, crf=crf, max_pixels=max_pixels)
+
+
+_default_lock = threading.Lock()
+_default_segmenter: Segmenter | None = None
+
+
+def _default() -> Segmenter:
+    global _default_segmenter
+    with _default_lock:
+        if _default_segmenter is None:
+            if not DEFAULT_MODEL_PATH.is_file():
+                raise ValueError(
+                    f"the bundled default model is missing ({DEFAULT_MODEL_PATH}); reinstall "
+                    "wsdeploy or pass your own with wsdeploy.load(path)"
+                )
+            _default_segmenter = load(DEFAULT_MODEL_PATH)
+            logger.info("loaded the default model %s", DEFAULT_MODEL_PATH.name)
+        return _default_segmenter
+
+
+def segment(
+    image: ImageInput | Sequence[ImageInput],
+    *,
+    return_probs: bool = False,
+    crf: bool | dict[str, Any] | None = None,
+) -> Segmentation | list[Segmentation]:
+    """Segment with the bundled default model (loaded once on first use, then cached).
+
+    See `Segmenter.segment` for the arguments.
+    """
+    return _default().segment(image, return_probs=return_probs, crf=crf)
