@@ -161,8 +161,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
     from wsdeploy.models import build_model  # local: models import torch.nn layers only when used
 
     card, state = read_checkpoint(path)
+    # The weights come from the file: never re-read the ImageNet .pth the model was trained from,
+    # which the deploy machine may not have.
+    kwargs = {k: v for k, v in card.arch_kwargs.items() if k != "backbone_weights"}
     try:
-        model = build_model(card.arch, card.num_classes, **card.arch_kwargs)
+        model = build_model(card.arch, card.num_classes, **kwargs)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: the card's architecture cannot be built: {exc}") from None
     _check_state_matches(model, state, path)
