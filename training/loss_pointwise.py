@@ -1,0 +1,109 @@
+"""Per-pixel losses: partial cross-entropy on scribbles (Tang et al., "Normalized Cut Loss for
+Weakly-supervised CNN Segmentation", CVPR 2018, the pCE term) and the entropy of the softmax.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._loss_inputs import check_image_valid, check_probs, check_weight, compute_dtype
+
+__all__ = ["EntropyLoss", "entropy_loss", "partial_cross_entropy"]
+
+
+def partial_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    ignore_index: int = 255,
+    pad_index: int = 254,
+) -> torch.Tensor:
+    """Mean cross-entropy over the labelled pixels (neither `ignore_index` nor `pad_index`).
+
+    With scribbles that is the partial cross-entropy; with full masks, ordinary cross-entropy
+    with ignore. A batch without a labelled pixel gives 0, still attached to the graph (its
+    gradient is zero), never NaN. Labels must lie in [0, K) on labelled pixels (not checked:
+    that would synchronise the GPU).
+
+    Args:
+        logits: (B, K, H, W) float, K >= 2, already at the target's resolution.
+        target: (B, H, W) integer (int64 preferred), class indices in [0, K),
+            `ignore_index` on unlabelled pixels, `pad_index` on padding.
+        ignore_index: label of unlabelled pixels (255, the VOC / ScribbleSup convention).
+        pad_index: label of padding added by augmentation (254).
+
+    Returns:
+        () scalar in logits' dtype (summed in float32 or wider).
+    """
+    check_probs(logits, "logits")
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    b, _, h, w = logits.shape
+    if tuple(target.shape) != (b, h, w):
+        raise ValueError(
+            f"expected target (B, H, W) = {(b, h, w)} to match logits {tuple(logits.shape)}, "
+            f"got {tuple(target.shape)}; upsample the logits to the target's resolution"
+        )
+    if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
+        raise TypeError(f"expected target to be an integer tensor (int64), got {target.dtype}")
+    if target.device != logits.device:
+        raise ValueError(f"target is on {target.device} but logits on {logits.device}")
+    target = target.long()
+    labelled = (target != ignore_index) & (target != pad_index)  # (B, H, W)
+    target = torch.where(labelled, target, torch.full_like(target, ignore_index))
+    total = F.cross_entropy(
+        logits.to(compute_dtype(logits.dtype)), target, ignore_index=ignore_index, reduction="sum"
+    )
+    count = labelled.sum().clamp_min(1)  # a tensor: no host synchronisation
+    return (total / count).to(logits.dtype)
+
+
+def entropy_loss(probs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over valid pixels of the softmax entropy -sum_k p_k log p_k (0 log 0 = 0).
+
+    The gradient stays finite at p = 0 (the log is taken of p clamped to the dtype's tiny).
+
+    Args:
+        probs: (B, K, H, W) float, softmax over K (not checked), K >= 2.
+        valid: (B, H, W) bool, False on padding; None means every pixel is valid.
+
+    Returns:
+        () scalar in probs' dtype, in [0, log K]; 0 when no pixel is valid.
+    """
+    check_probs(probs)
+    valid = check_image_valid(probs, None, valid)
+    p = probs.to(compute_dtype(probs.dtype))
+    ent = -(p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum(1)  # (B, H, W)
+    v = valid.to(p.dtype)
+    return ((ent * v).sum() / v.sum().clamp_min(1.0)).to(probs.dtype)
+
+
+class EntropyLoss(nn.Module):
+    """Weighted softmax entropy, `weight * entropy_loss(probs, valid)`; `image` is ignored.
+
+    Args:
+        weight: multiplier, >= 0.
+
+    Shape:
+        - probs: (B, K, H, W) float, softmax over K, K >= 2.
+        - image: ignored (any value, None included); kept so all regularizers share a call.
+        - valid: (B, H, W) bool, False on padding.
+        - Output: () scalar in probs' dtype, already multiplied by `weight`.
+    """
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = check_weight(weight)
+
+    def forward(
+        self,
+        probs: torch.Tensor,
+        image: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.weight * entropy_loss(probs, valid)
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}"
