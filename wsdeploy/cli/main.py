@@ -14,11 +14,12 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-# name -> (module, one-line help). Later issues add train, annotate, cam, export, bench, serve.
+# name -> (module, one-line help). Later issues add annotate, cam, export, bench, serve.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("wsdeploy.cli.demo", "segment the bundled sample images with the bundled model"),
     "segment": ("wsdeploy.cli.segment", "segment images with a model; write mask and overlay PNGs"),
     "make-dataset": ("wsdeploy.cli.make_dataset", "generate the synthetic benchmark dataset"),
+    "train": ("wsdeploy.cli.train", "train a segmentation model from scribbles or masks (DDP: torchrun -m wsdeploy train)"),
 }
 
 
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args))
-    except (ValueError, TypeError, ImportError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, ImportError, FileNotFoundError, FloatingPointError) as exc:
         print(f"wsdeploy {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
