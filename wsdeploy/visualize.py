@@ -1,29 +1,24 @@
-"""Colour label maps and blend them over images, for overlays written by the CLI and demo."""
+"""Colour label maps and blend them over images, for overlays written by the CLI and demo.
+
+The colours come from `wsdeploy.data.palette` (the VOC colour map) unless a model card carries
+its own palette.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from wsdeploy.data.palette import IGNORE_COLOUR
+from wsdeploy.data.palette import palette as default_palette
+
 __all__ = ["colorize", "default_palette", "overlay"]
 
 
-def default_palette(num_classes: int) -> np.ndarray:
-    """The PASCAL VOC colour map: (num_classes, 3) uint8, class 0 black."""
-    palette = np.zeros((num_classes, 3), dtype=np.uint8)
-    for k in range(num_classes):
-        c, r, g, b = k, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette[k] = (r, g, b)
-    return palette
-
-
 def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """labels (H, W) int -> (H, W, 3) uint8 RGB; 255 (ignore) is drawn white."""
-    lut = np.full((256, 3), 255, dtype=np.uint8)
-    lut[: len(palette)] = palette[:256]
+    """labels (H, W) int -> (H, W, 3) uint8 RGB with `palette` (K, 3); 255 (ignore) gets
+    `IGNORE_COLOUR`, other values outside the palette black."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: min(len(palette), 256)] = palette[:256]
+    lut[255] = IGNORE_COLOUR
     return lut[np.clip(labels, 0, 255).astype(np.intp)]
 
 
