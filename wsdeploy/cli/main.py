@@ -14,11 +14,12 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-# name -> (module, one-line help). Later issues add annotate, cam, export, bench, serve.
+# name -> (module, one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("wsdeploy.cli.demo", "segment the bundled sample images with the bundled model"),
     "segment": ("wsdeploy.cli.segment", "segment images with a model; write mask and overlay PNGs"),
     "make-dataset": ("wsdeploy.cli.make_dataset", "generate the synthetic benchmark dataset"),
+    "serve": ("wsdeploy.cli.serve", "HTTP segmentation service with dynamic batching, health, readiness and metrics"),
     "train": ("wsdeploy.cli.train", "train a segmentation model from scribbles or masks (DDP: torchrun -m wsdeploy train)"),
 }
 
