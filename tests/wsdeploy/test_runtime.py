@@ -153,3 +153,18 @@ def test_concurrent_calls_from_threads(segmenter, image):
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_crf_post_processing_is_applied_and_validated(checkpoint, segmenter, image):
+    from wsdeploy.crf import dense_crf
+
+    plain = segmenter.segment(image, return_probs=True)
+    refined = segmenter.segment(image, return_probs=True, crf=True)
+    np.testing.assert_allclose(refined.probs.sum(0), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(refined.labels, refined.probs.argmax(0))
+    expected = dense_crf(image, plain.probs)  # the same CRF applied by hand to the same probabilities
+    np.testing.assert_allclose(refined.probs, expected, atol=1e-5)
+    with_params = wsdeploy.load(checkpoint, device="cpu", crf={"iterations": 2, "bilateral_weight": 5.0})
+    assert with_params.segment(image).labels.shape == image.shape[:2]
+    with pytest.raises(ValueError, match="bilateral_wieght"):
+        wsdeploy.load(checkpoint, device="cpu", crf={"bilateral_wieght": 5.0})
