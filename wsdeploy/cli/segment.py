@@ -13,7 +13,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
-    parser.add_argument("--model", default=None, help="checkpoint (.pt); default: the bundled model")
+    parser.add_argument("--model", default=None, help="model file (.pt, .onnx, .pt2, .engine); default: the bundled model")
     parser.add_argument("--out", required=True, help="output folder for NAME_mask.png and NAME_overlay.png")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if present), 'cpu' or 'cuda[:N]'")
     parser.add_argument("--crf", action="store_true", help="refine with the dense CRF (library defaults)")
