@@ -33,7 +33,7 @@ import torch
 
 from wsdeploy.crf import CRFParams, dense_crf
 
-DATA = Path("/work/shared/data/grabcut13")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "grabcut13"  # shared/ beside the checkout
 SIZES = ((250, 250), (500, 375), (1024, 768))  # (W, H)
 NUM_CLASSES = 21
 FOREGROUND_CLASS = 15

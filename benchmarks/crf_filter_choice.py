@@ -43,7 +43,7 @@ from wsdeploy.crf._operator import make_operator
 from wsdeploy.crf._reference import exact_filter
 from wsdeploy.crf.filter import pixel_features
 
-IMAGES = Path("/work/shared/data/grabcut13/images")
+IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "grabcut13" / "images"  # shared/ beside the checkout
 
 
 def build_grid(features: torch.Tensor, cell: float):

@@ -41,7 +41,7 @@ from wsdeploy.export.images import image_files
 from wsdeploy.metrics import SegmentationMetric
 from wsdeploy.runtime import DEFAULT_MODEL_PATH, Segmenter, preprocess
 
-GRABCUT = Path("/work/shared/data/grabcut13/images")
+GRABCUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "grabcut13" / "images"  # shared/ beside the checkout
 
 
 def main() -> int:

@@ -17,7 +17,7 @@ import torch
 
 from wsdeploy.crf import CRFParams, dense_crf
 
-DATA = Path("/work/shared/data/grabcut13")
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "grabcut13"  # shared/ beside the checkout
 NAMES = sorted(p.stem for p in (DATA / "images").glob("*.jpg")) if DATA.is_dir() else []
 FOREGROUND_CLASS = 15  # any of the 20 object classes; the others stay absent
 NUM_CLASSES = 21
