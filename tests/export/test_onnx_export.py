@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 
 import cv2
 import numpy as np
@@ -19,7 +18,6 @@ from wsdeploy.models import build_model, list_models
 
 from tests.export.conftest import make_checkpoint
 
-RUN_SLOW = os.environ.get("WSDEPLOY_SLOW_TESTS") == "1"
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
@@ -133,10 +131,8 @@ def test_int8_export_is_qdq_and_calibrated_on_images(checkpoint, onnx_file, tmp_
 
 
 def _segmentation_models() -> list[object]:
-    skip = pytest.mark.skip(reason="slow export of a deep variant; set WSDEPLOY_SLOW_TESTS=1")
     names = [n for n in list_models() if not n.startswith("classifier")]
-    fast = {"lraspp_resnet18"}  # deeplabv3plus_resnet18 is the session fixture
-    return [pytest.param(n, marks=[pytest.mark.slow] + ([] if n in fast or RUN_SLOW else [skip])) for n in names]
+    return [pytest.param(n, marks=[pytest.mark.slow]) for n in names]
 
 
 @pytest.mark.parametrize("name", _segmentation_models())
