@@ -28,9 +28,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -144,7 +144,7 @@ def evaluate(table: dict[str, Method], samples: dict[str, dict[str, np.ndarray]]
 
 
 def figure(samples: dict, kept: dict, path: Path, names: list[str]) -> None:
-    """Rows: images; columns: photo, scribbles, ours, GrabCut, ground truth (each 200 px high)."""
+    """Rows: images; columns: photo, scribbles, ours, GrabCut, ground truth (220x200 boxes)."""
     colours = {0: (40, 40, 160), 1: (250, 200, 40), 255: (128, 128, 128)}
 
     def paint(labels: np.ndarray) -> np.ndarray:
@@ -160,26 +160,34 @@ def figure(samples: dict, kept: dict, path: Path, names: list[str]) -> None:
             out[cv2.dilate((scribbles == value).astype(np.uint8), kernel) > 0] = colour
         return out
 
+    box_w, box_h = 220, 200
+
+    def boxed(tile: np.ndarray) -> np.ndarray:
+        """Fit into box_w x box_h keeping the aspect ratio, pad white, 2 px margin."""
+        h, w = tile.shape[:2]
+        scale = min(box_w / w, box_h / h)
+        tile = cv2.resize(tile, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_NEAREST)
+        out = np.full((box_h + 4, box_w + 4, 3), 255, np.uint8)
+        y, x = (box_h + 4 - tile.shape[0]) // 2, (box_w + 4 - tile.shape[1]) // 2
+        out[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+        return out
+
+    gc_name = "OpenCV GrabCut (5 iterations, mask init)"
     rows = []
     for name in names:
         s = samples[name]
-        tiles = [s["image"], scribbled(s["image"], s["scribbles"]), paint(kept[("ours", name)]),
-                 paint(kept[("OpenCV GrabCut (5 iterations, mask init)", name)]), paint(s["gt"])]
-        h, w = s["image"].shape[:2]
-        size = (round(w * 200 / h), 200)
-        tiles = [cv2.resize(t, size, interpolation=cv2.INTER_NEAREST) for t in tiles]
-        for tile, text in zip(tiles[2:4], (f"{foreground_iou(kept[('ours', name)], s['gt']):.3f}",
-                                           f"{foreground_iou(kept[('OpenCV GrabCut (5 iterations, mask init)', name)], s['gt']):.3f}")):
-            cv2.putText(tile, text, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
-        rows.append(np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], 1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    header = np.full((28, width, 3), 255, np.uint8)
-    x = 0
-    for title, tile_w in zip(("photo", "scribbles", "ours", "GrabCut", "ground truth"),
-                             [t.shape[1] + 4 for t in tiles]):
-        cv2.putText(header, title, (x + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
-        x += tile_w
+        ours_tile, gc_tile = paint(kept[("ours", name)]), paint(kept[(gc_name, name)])
+        for tile, method in ((ours_tile, "ours"), (gc_tile, gc_name)):
+            text = f"IoU {foreground_iou(kept[(method, name)], s['gt']):.3f}"
+            size = tile.shape[0] / 400  # about 0.6 after boxing
+            cv2.putText(tile, text, (8, round(40 * size)), cv2.FONT_HERSHEY_SIMPLEX, 1.2 * size,
+                        (255, 255, 255), max(1, round(3 * size)))
+        tiles = [boxed(t) for t in (s["image"], scribbled(s["image"], s["scribbles"]), ours_tile, gc_tile,
+                                    paint(s["gt"]))]
+        rows.append(np.concatenate(tiles, 1))
+    header = np.full((28, rows[0].shape[1], 3), 255, np.uint8)
+    for i, title in enumerate(("photo", "scribbles (set 1)", "ours", "GrabCut", "ground truth")):
+        cv2.putText(header, title, (i * (box_w + 4) + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
     write_image(path, np.concatenate([header, *rows], 0))
 
 
@@ -190,12 +198,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="override AnnotateConfig.steps (smoke test)")
     parser.add_argument("--size", type=int, default=None, help="override AnnotateConfig.size (smoke test)")
     parser.add_argument("--no-ablation", action="store_true", help="run only ours and the two baselines")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on the shared 2-core machine, 2 threads stalled "
+                             "each other under load; pydensecrf and GrabCut are single-threaded too)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "annotate_grabcut13.json")
     parser.add_argument("--figure", default=str(ROOT / "docs" / "annotate_grabcut13.png"),
                         help="figure PNG path ('' for none)")
     args = parser.parse_args(argv)
+    args.command = " ".join(["python benchmarks/annotate.py", *(sys.argv[1:] if argv is None else argv)])
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> int:
     names = (args.data / "names.txt").read_text().split()[: args.images]
     samples = load(args.data, names)
     overrides = {"steps": args.steps, "size": args.size}
@@ -204,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, kept = evaluate(methods(config, ablation=not args.no_ablation), samples)
     result = {
         "benchmark": "annotate_grabcut13",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": args.command,
         "metric": METRIC,
         "images": names,
         "config": config.as_dict(),

@@ -1,20 +1,26 @@
-"""wsdeploy.training: losses, and the trainer (AMP, DDP via torchrun, checkpoints, resume).
+"""wsdeploy.training: losses, single-image `annotate`, and the trainer (AMP, DDP via
+torchrun, checkpoints, resume).
 
     from wsdeploy.training import TrainConfig, train
     path = train(TrainConfig(data="data/shapes", losses="pce,crf", steps=2000))
 
+    from wsdeploy.training import annotate
+    mask = annotate("photo.jpg", "photo_scribbles.png").labels   # (H, W) uint8
+
 `import wsdeploy.training` is light: the trainer (and albumentations, tqdm) load on first use
-of `train`.
+of `train`, the annotator (and torch, OpenCV) on first use of `annotate` / `AnnotateResult`.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from wsdeploy.training.annotate_config import AnnotateConfig
 from wsdeploy.training.config import TrainConfig, load_config
 
-__all__ = ["TrainConfig", "load_config", "train"]
+__all__ = ["AnnotateConfig", "AnnotateResult", "TrainConfig", "annotate", "load_config", "train"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from wsdeploy.training.annotate_image import AnnotateResult, annotate
     from wsdeploy.training.trainer import train
 
 
@@ -23,4 +29,8 @@ def __getattr__(name: str) -> Any:
         from wsdeploy.training.trainer import train
 
         return train
+    if name in ("annotate", "AnnotateResult"):
+        from wsdeploy.training import annotate_image as _module
+
+        return getattr(_module, name)
     raise AttributeError(f"module 'wsdeploy.training' has no attribute {name!r}")

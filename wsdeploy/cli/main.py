@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("wsdeploy.cli.demo", "segment the bundled sample images with the bundled model"),
     "segment": ("wsdeploy.cli.segment", "segment images with a model; write mask and overlay PNGs"),
     "make-dataset": ("wsdeploy.cli.make_dataset", "generate the synthetic benchmark dataset"),
+    "annotate": ("wsdeploy.cli.annotate", "scribbles -> dense masks, for one image or a dataset folder (pseudo-masks for --supervision full)"),
     "export": ("wsdeploy.cli.export", "export a checkpoint to ONNX (fp16/int8), .pt2, a TensorRT engine or a Triton repository, parity-checked"),
     "bench": ("wsdeploy.cli.bench", "latency/throughput of backends side by side; JSON under benchmarks/results/"),
     "serve": ("wsdeploy.cli.serve", "HTTP segmentation service with dynamic batching, health, readiness and metrics"),
