@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wsdeploy.backends.torch_backend import resolve_device
 from wsdeploy.crf import dense_crf
 from wsdeploy.data.image_io import ImageInput, read_image, read_label_png
 
@@ -157,7 +158,7 @@ def annotate(
     rgb = read_image(image)
     labels_in = read_label_png(scribbles) if isinstance(scribbles, (str, os.PathLike)) else scribbles
     k = check_scribbles(labels_in, rgb.shape[:2], num_classes=num_classes)
-    dev = _device(device)
+    dev = resolve_device(device)
     extra = _check_features(features)
     t0 = time.perf_counter()
     logits, losses = _fit(rgb, labels_in, k, cfg, dev, extra, seed)  # (1, K, h, w)
@@ -243,18 +244,6 @@ def _refine(rgb: np.ndarray, scribbles: np.ndarray, logits: torch.Tensor, cfg: A
     if cfg.crf_iterations > 0:
         probs = dense_crf(torch.from_numpy(rgb), probs, iterations=cfg.crf_iterations)
     return probs.numpy().astype(np.float32, copy=False)
-
-
-def _device(device: str | torch.device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda[:N]' or 'auto'") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
-    return dev
 
 
 def _check_features(features: np.ndarray | torch.Tensor | None) -> torch.Tensor | None:

@@ -20,7 +20,6 @@ the sampler position (see `data.ResumableSampler`), so neither needs more state.
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from wsdeploy.atomic import atomic_path
+from wsdeploy.checkpoint import load_untrusted
 from wsdeploy.training.config import TrainConfig, config_from_dict, config_to_dict
 
 __all__ = [
@@ -133,15 +133,7 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"training checkpoint not found: {str(path)!r}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"{path}: refusing to load: the file needs arbitrary unpickling. "
-            f"Detail: {str(exc).splitlines()[0]}"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many types on garbage
-        raise ValueError(f"{path}: not a readable checkpoint: {str(exc).splitlines()[0]}") from None
+    payload = load_untrusted(path)
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(

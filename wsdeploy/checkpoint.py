@@ -27,7 +27,9 @@ from wsdeploy.atomic import atomic_path
 from wsdeploy.data.image_io import IMAGENET_MEAN, IMAGENET_STD
 from wsdeploy.environment import library_versions
 
-__all__ = ["CARD_FORMAT_VERSION", "ModelCard", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CARD_FORMAT_VERSION", "ModelCard", "load_checkpoint", "load_untrusted", "read_checkpoint", "save_checkpoint",
+]
 
 CARD_FORMAT_VERSION = 1
 _FORMAT_TAG = "wsdeploy-checkpoint"
@@ -120,17 +122,13 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, card: ModelCard) 
         torch.save(payload, tmp)
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[ModelCard, dict[str, torch.Tensor]]:
-    """Read and validate a checkpoint file without building the model.
+def load_untrusted(path: Path) -> Any:
+    """`torch.load(weights_only=True)` on CPU, with every failure turned into a ValueError.
 
-    Returns:
-        (card, state_dict) with CPU tensors.
+    Shared by deployable checkpoints and the trainer's `last.pt`: both are untrusted files.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint not found: {str(path)!r}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ValueError(
             f"{path}: refusing to load: the file needs arbitrary unpickling (only tensors and "
@@ -140,6 +138,18 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[ModelCard, dict[str, torch
         raise ValueError(
             f"{path}: not a readable checkpoint (truncated or corrupt file?): {str(exc).splitlines()[0]}"
         ) from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[ModelCard, dict[str, torch.Tensor]]:
+    """Read and validate a checkpoint file without building the model.
+
+    Returns:
+        (card, state_dict) with CPU tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {str(path)!r}")
+    payload = load_untrusted(path)
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT_TAG:
         raise ValueError(
             f"{path}: not a wsdeploy checkpoint (no 'format': {_FORMAT_TAG!r} entry); "
