@@ -20,6 +20,7 @@ from typing import Any
 __all__ = [
     "AMP_MODES",
     "LOSS_NAMES",
+    "METHODS",
     "OPTIMIZERS",
     "RESUMABLE_CHANGES",
     "SUPERVISIONS",
@@ -30,7 +31,10 @@ __all__ = [
     "load_config",
 ]
 
-SUPERVISIONS = ("full", "scribbles")  # "tags" (image-level) comes with the CAM pipeline
+SUPERVISIONS = ("full", "scribbles", "tags")
+# how a run learns from its labels: "auto" is the only choice for full/scribbles; with tags,
+# "classifier" trains the CAM classifier and "seeds-rloss" / "sec" train a segmenter on CAM seeds
+METHODS = ("auto", "classifier", "seeds-rloss", "sec")
 LOSS_NAMES = ("pce", "crf", "potts", "ncut", "entropy")
 OPTIMIZERS = ("sgd", "adamw")
 AMP_MODES = ("off", "bf16", "fp16")
@@ -55,7 +59,17 @@ class TrainConfig:
     data: str = dataclasses.field(metadata={"help": "dataset folder (wsdeploy folder layout or VOC2012)"})
     train_split: str = _f("train", "split trained on (splits/<name>.txt)")
     val_split: str = _f("val", "split evaluated on (needs masks); '' for no evaluation")
-    supervision: str = _f("scribbles", "labels trained on: 'scribbles' (partial) or 'full' (masks)")
+    supervision: str = _f(
+        "scribbles", "labels trained on: 'scribbles' (partial), 'full' (masks) or 'tags' (image-level)"
+    )
+    method: str = _f(
+        "auto",
+        "with tags: 'classifier' (CAM classifier; the default for classifier_* models), "
+        "'seeds-rloss' (pCE on --seeds + --losses) or 'sec' (seed/expand/constrain on --seeds)",
+    )
+    seeds: str | None = _f(
+        None, "folder of seed PNGs (`wsdeploy cam --seeds-out`) for --method seeds-rloss / sec"
+    )
     crop_size: int = _f(512, "square training crop, a multiple of the model's input multiple")
     scale_min: float = _f(0.5, "smallest random scale factor of the augmentation")
     scale_max: float = _f(2.0, "largest random scale factor of the augmentation")
@@ -82,6 +96,11 @@ class TrainConfig:
     entropy_weight: float = _f(0.1, "weight of the entropy loss (0.1 or less suggested)")
     relaxation: str = _f("bilinear", "relaxation of the Potts losses (crf, potts): bilinear or quadratic")
     regularizers_from_step: int = _f(0, "two-phase schedule: pce only before this step")
+    sec_seed_weight: float = _f(1.0, "SEC: weight of the seeding loss")
+    sec_expand_weight: float = _f(1.0, "SEC: weight of the expansion loss (global weighted rank pooling)")
+    sec_constrain_weight: float = _f(1.0, "SEC: weight of the constrain-to-boundary loss (KL to the dense CRF)")
+    sec_fg_decay: float = _f(0.996, "SEC: rank-pooling decay of foreground classes")
+    sec_bg_decay: float = _f(0.999, "SEC: rank-pooling decay of the background class")
     # optimisation
     optimizer: str = _f("sgd", "'sgd' (momentum) or 'adamw'")
     lr: float = _f(0.01, "peak learning rate (after warm-up)")
@@ -106,7 +125,9 @@ class TrainConfig:
     device: str = _f("auto", "'auto' (CUDA if present), 'cpu' or 'cuda'")
 
     def __post_init__(self) -> None:
-        _check_choice("supervision", self.supervision, SUPERVISIONS, extra=_TAGS_HINT)
+        _check_choice("supervision", self.supervision, SUPERVISIONS)
+        _check_choice("method", self.method, METHODS)
+        self._check_method()
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("amp", self.amp, AMP_MODES)
         if not self.data:
@@ -155,6 +176,65 @@ class TrainConfig:
         if not 0.0 <= self.hflip <= 1.0:
             raise ValueError(f"hflip must be a probability in [0, 1], got {self.hflip!r}")
 
+    def _check_method(self) -> None:
+        if self.supervision != "tags":
+            if self.method != "auto" or self.seeds is not None:
+                raise ValueError(
+                    f"method and seeds are for supervision='tags'; got supervision="
+                    f"{self.supervision!r} with method={self.method!r}, seeds={self.seeds!r}"
+                )
+            return
+        method = self.resolved_method
+        if method == "classifier":
+            if not self.model.startswith("classifier_"):
+                raise ValueError(
+                    f"method 'classifier' trains a CAM classifier: choose a classifier_* model, "
+                    f"got {self.model!r}"
+                )
+            if self.loss_names != ["pce"] or self.seeds is not None:
+                raise ValueError(
+                    "the classifier trains with the multi-label soft-margin loss on the tags: "
+                    f"leave losses='pce' and seeds unset (got {self.losses!r}, {self.seeds!r})"
+                )
+            return
+        if self.model.startswith("classifier_"):
+            raise ValueError(f"method {method!r} trains a segmenter; {self.model!r} is a classifier")
+        if not self.seeds:
+            raise ValueError(
+                f"method {method!r} trains on CAM seeds: pass seeds=DIR (written by "
+                "`wsdeploy cam --seeds-out DIR`)"
+            )
+        if method == "sec" and self.loss_names != ["pce"]:
+            raise ValueError(
+                f"method 'sec' has its own losses (seed, expand, constrain; see sec_*_weight); "
+                f"leave losses='pce', got {self.losses!r}"
+            )
+        for name in ("sec_fg_decay", "sec_bg_decay"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
+        for name in ("sec_seed_weight", "sec_expand_weight", "sec_constrain_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+    @property
+    def resolved_method(self) -> str:
+        """'segment' for full/scribbles; with tags the method, 'auto' meaning 'classifier' for a
+        classifier_* model.
+
+        Raises:
+            ValueError: tags with a segmentation model and method 'auto'.
+        """
+        if self.supervision != "tags":
+            return "segment"
+        if self.method != "auto":
+            return self.method
+        if self.model.startswith("classifier_"):
+            return "classifier"
+        raise ValueError(
+            f"supervision='tags' with the segmentation model {self.model!r}: choose "
+            "method='seeds-rloss' or 'sec' and pass seeds=DIR (or train a classifier_* model first)"
+        )
+
     @property
     def loss_names(self) -> list[str]:
         """`losses` split on commas, e.g. ["pce", "crf"]."""
@@ -162,21 +242,19 @@ class TrainConfig:
 
     @property
     def loss_weights(self) -> dict[str, float]:
-        """Loss name -> weight, pce first with weight 1 (what the model card records)."""
+        """Loss name -> weight (what the model card records): pce first with weight 1, or the
+        classifier's soft-margin loss, or SEC's three terms."""
+        method = self.resolved_method
+        if method == "classifier":
+            return {"multilabel_soft_margin": 1.0}
+        if method == "sec":
+            return {n: float(getattr(self, f"sec_{n}_weight")) for n in ("seed", "expand", "constrain")}
         return {n: 1.0 if n == "pce" else float(getattr(self, f"{n}_weight")) for n in self.loss_names}
 
 
-_TAGS_HINT = (
-    "; supervision='tags' (image-level labels) is not supported by the trainer yet: "
-    "it needs CAM seeds (a later release)"
-)
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...], *, extra: str = "") -> None:
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(
-            f"{name} must be one of {list(choices)}, got {value!r}{extra if value == 'tags' else ''}"
-        )
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
 def field_types() -> dict[str, Any]:

@@ -83,7 +83,8 @@ class SeededAugmentation(Dataset):
     """A dataset whose items are augmented with generators seeded per sample slot.
 
     Args:
-        dataset: returns item dicts with `image` (H, W, 3) uint8 and `label` (H, W) uint8.
+        dataset: returns item dicts with `image` (H, W, 3) uint8 and `label` (H, W) uint8 or
+            None (image-level tags only).
         transform: a `wsdeploy.data.transforms.PairTransform` (e.g. `train_transform(...)`);
             its albumentations `compose` is reseeded with (seed, slot) before each item.
         seed: base seed.
@@ -107,8 +108,11 @@ class SeededAugmentation(Dataset):
         # (seed, slot) -> independent numpy and Python generators for this sample only
         seeds = np.random.SeedSequence([self.seed, slot]).generate_state(2)
         self.compose.set_random_state(np.random.default_rng(seeds[0]), random.Random(int(seeds[1])))
-        result = self.compose(image=item["image"], mask=item["label"])
-        item["image"], item["label"] = result["image"], result["mask"]
+        label = item["label"]  # None when training on tags alone: augment a stand-in mask
+        mask = np.zeros(item["image"].shape[:2], np.uint8) if label is None else label
+        result = self.compose(image=item["image"], mask=mask)
+        item["image"] = result["image"]
+        item["label"] = None if label is None else result["mask"]
         item["rgb"] = result["image"]
         return item
 

@@ -85,3 +85,30 @@ def compute_losses(
             terms[name] = module(probs, rgb, valid)
     total = torch.stack(list(terms.values())).sum()
     return total, terms
+
+
+def classifier_losses(logits: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """The CAM classifier's loss: multi-label soft margin (per-class sigmoid BCE, averaged).
+
+    Args:
+        logits: (B, K_fg) class scores (the CAMs' spatial means).
+        targets: (B, K_fg) float32 multi-hot tags over the classifier's classes.
+    """
+    loss = F.multilabel_soft_margin_loss(logits.float(), targets)
+    return loss, {"soft_margin": loss}
+
+
+def sec_losses(
+    logits: Tensor, label: Tensor, rgb: Tensor, tags: Tensor, sec: nn.Module
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """SEC's seed / expand / constrain terms at the logits' resolution (see `wsdeploy.training.sec`).
+
+    Args:
+        logits: (B, K, h, w) network output.
+        label: (B, H, W) int64 seeds; 255 = no seed, 254 = padding.
+        rgb: (B, 3, H, W) float32 0..255, the crop.
+        tags: (B, K) float32 multi-hot over the dataset's classes (background never tagged).
+        sec: a `SECLoss` (weighted terms).
+    """
+    terms = sec(logits.float(), label, tags, rgb, valid=label != PAD_LABEL)
+    return torch.stack(list(terms.values())).sum(), terms

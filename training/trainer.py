@@ -32,19 +32,22 @@ from tqdm import tqdm
 
 from wsdeploy.atomic import atomic_write_text
 from wsdeploy.checkpoint import ModelCard, save_checkpoint
-from wsdeploy.data.collate import collate_segmentation
+from wsdeploy.data.collate import collate_segmentation, tags_to_multihot
 from wsdeploy.data.datasets import SegmentationDataset
 from wsdeploy.data.image_io import IMAGENET_MEAN, IMAGENET_STD
+from wsdeploy.data.layouts import format_ids
 from wsdeploy.data.transforms import train_transform, val_transform
-from wsdeploy.models import SegmentationModel, build_model, list_models
+from wsdeploy.models import CAMClassifier, SegmentationModel, build_model, list_models
 from wsdeploy.training.config import RESUMABLE_CHANGES, TrainConfig, config_to_dict
 from wsdeploy.training.data import ResumableSampler, SeededAugmentation, ShardSampler
 from wsdeploy.training.distributed import DistContext, all_gather_objects, all_reduce_sum
 from wsdeploy.training.evaluate import evaluate
-from wsdeploy.training.objective import build_regularizers, compute_losses
+from wsdeploy.training.evaluate_tags import evaluate_classifier
+from wsdeploy.training.objective import build_regularizers, classifier_losses, compute_losses, sec_losses
 from wsdeploy.training.optim import build_optimizer, lr_at, set_lr
 from wsdeploy.training.run_log import RunLog
 from wsdeploy.training.state import capture_rng, load_train_state, restore_rng, save_train_state
+from wsdeploy.training.tags import background_index, foreground_indices, tags_to_foreground_multihot
 from wsdeploy.visualize import default_palette
 
 __all__ = ["train"]
@@ -91,9 +94,20 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
         _check_resumable(state["config"], config, resume)
 
     # ---- data ------------------------------------------------------------------------------
-    labels = "masks" if config.supervision == "full" else "scribbles"
-    train_set = SegmentationDataset(config.data, split=config.train_split, labels=labels)
-    classes = list(train_set.classes)
+    # method: "segment" (masks or scribbles), "classifier" (tags), "seeds-rloss" / "sec" (seeds)
+    method = config.resolved_method
+    labels = {"segment": "masks" if config.supervision == "full" else "scribbles",
+              "classifier": None}.get(method, "scribbles")  # seeds are read as partial labels
+    train_set = SegmentationDataset(
+        config.data, split=config.train_split, labels=labels, scribble_dir=config.seeds
+    )
+    dataset_classes = list(train_set.classes)
+    background = background_index(dataset_classes, train_set.index.background_index)
+    if method in ("classifier", "sec"):
+        _check_tags(train_set)
+    classes = dataset_classes  # the model's outputs: a classifier predicts foreground classes only
+    if method == "classifier":
+        classes = [dataset_classes[i] for i in foreground_indices(len(dataset_classes), background)]
     if state is not None and state["classes"] != classes:
         raise ValueError(f"{resume}: trained on classes {state['classes']}, the dataset has {classes}")
 
@@ -103,9 +117,11 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
     if config.backbone_weights is not None:
         model_kwargs["backbone_weights"] = config.backbone_weights
     model = build_model(config.model, len(classes), **model_kwargs)
-    if not isinstance(model, SegmentationModel):
+    if method != "classifier" and not isinstance(model, SegmentationModel):
         segmenters = [m for m in list_models() if not m.startswith("classifier_")]
         raise ValueError(f"model {config.model!r} is not a segmentation model; use one of {segmenters}")
+    if method == "classifier" and not isinstance(model, CAMClassifier):
+        raise ValueError(f"model {config.model!r} is not a CAM classifier (classifier_*)")
     if config.crop_size % model.input_multiple:
         m = model.input_multiple
         raise ValueError(
@@ -142,6 +158,18 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
         device_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=device_ids)
     regularizers = {n: m.to(ctx.device) for n, m in build_regularizers(config).items()}
+    sec = None
+    if method == "sec":
+        from wsdeploy.training.sec import SECLoss
+
+        sec = SECLoss(
+            len(classes), background_index=background, seed_weight=config.sec_seed_weight,
+            expand_weight=config.sec_expand_weight, constrain_weight=config.sec_constrain_weight,
+            fg_decay=config.sec_fg_decay, bg_decay=config.sec_bg_decay,
+        ).to(ctx.device)
+    term_names = {"classifier": ["soft_margin"], "sec": ["seed", "expand", "constrain"]}.get(
+        method, ["pce", *regularizers]
+    )
 
     # ---- loaders: endless, seeded, resumable at any step ------------------------------------
     per_update = config.batch_size * config.grad_accum  # samples per rank per update
@@ -167,9 +195,11 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
             val_set = SegmentationDataset(
                 config.data,
                 split=config.val_split,
-                labels="masks",
+                labels=None if method == "classifier" else "masks",
                 transform=val_transform(pad_multiple=raw_model.input_multiple),
             )
+            if method == "classifier":
+                _check_tags(val_set)
         except ValueError as exc:
             raise ValueError(
                 f"validation split: {exc}; pass val_split='' to train without evaluation"
@@ -181,6 +211,14 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
             num_workers=min(config.workers, 2),
             collate_fn=collate,
         )
+
+    def run_eval() -> dict[str, Any]:
+        if method == "classifier":
+            return evaluate_classifier(
+                raw_model, val_loader, class_names=classes, num_dataset_classes=len(dataset_classes),
+                background=background, ctx=ctx, autocast=autocast,
+            )
+        return evaluate(raw_model, val_loader, class_names=classes, ctx=ctx, autocast=autocast)
 
     # ---- rank 0 writes; everyone restores its random state and trains ------------------------
     with ExitStack() as stack:
@@ -219,15 +257,23 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
             for micro in range(config.grad_accum):
                 batch = next(batches)
                 x = batch["image"].to(ctx.device, non_blocking=True)  # (B, 3, H, W) normalised
-                label = batch["label"].to(ctx.device, non_blocking=True)  # (B, H, W) int64
+                label = batch["label"]  # (B, H, W) int64; None for a classifier
+                label = None if label is None else label.to(ctx.device, non_blocking=True)
                 rgb = torch.from_numpy(np.stack(batch["rgb"])).to(ctx.device)  # (B, H, W, 3) uint8
                 rgb = rgb.permute(0, 3, 1, 2).float()  # (B, 3, H, W) 0..255
                 last_micro = micro == config.grad_accum - 1
                 sync = nullcontext() if last_micro or not ctx.distributed else model.no_sync()
                 with sync:
                     with autocast:
-                        logits = model(x)  # (B, K, H/s, W/s)
-                    loss, terms = compute_losses(logits, label, rgb, active)
+                        out = model(x)  # (B, K, H/s, W/s) logits; a classifier: (B, K)
+                    if method == "classifier":
+                        target = tags_to_foreground_multihot(batch["tags"], len(dataset_classes), background)
+                        loss, terms = classifier_losses(out, target.to(ctx.device))
+                    elif method == "sec":
+                        tags = tags_to_multihot(batch["tags"], len(dataset_classes)).to(ctx.device)
+                        loss, terms = sec_losses(out, label, rgb, tags, sec)
+                    else:
+                        loss, terms = compute_losses(out, label, rgb, active)
                     scaler.scale(loss / config.grad_accum).backward()
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0.0) + value.detach() / config.grad_accum
@@ -239,7 +285,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
             pbar.update(1)
 
             if step % config.log_every == 0 or step == config.steps:
-                entry = _train_entry(step, sums, regularizers, ctx)
+                entry = _train_entry(step, sums, term_names, ctx)
                 now = time.perf_counter()
                 entry.update(lr=lr, step_time_s=(now - t_last) / steps_since_log)
                 t_last, steps_since_log = now, 0
@@ -250,7 +296,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
                     pbar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{lr:.2e}")
             periodic_eval = config.eval_every and step % config.eval_every == 0
             if val_loader is not None and periodic_eval and step < config.steps:  # last: below
-                summary = evaluate(raw_model, val_loader, class_names=classes, ctx=ctx, autocast=autocast)
+                summary = run_eval()
                 if log is not None:
                     log.write({"step": step, "split": config.val_split, **summary})
             if step == config.steps or (config.checkpoint_every and step % config.checkpoint_every == 0):
@@ -266,7 +312,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
         # ---- final evaluation and the deployable checkpoint ---------------------------------
         summary = {}
         if val_loader is not None:
-            summary = evaluate(raw_model, val_loader, class_names=classes, ctx=ctx, autocast=autocast)
+            summary = run_eval()
         model_path = out_dir / "model.pt"
         if ctx.is_main:
             if summary:
@@ -291,25 +337,45 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
                     "data": str(Path(config.data).resolve()),
                     "command": command,
                     "resumed_from": None if resume is None else str(resume),
+                    "method": method,
+                    "background": None if background is None else dataset_classes[background],
+                    "seeds": None if config.seeds is None else str(Path(config.data, config.seeds).resolve()),
                     "config": config_to_dict(config),
                 },
             )
             save_checkpoint(model_path, raw_model, card)
-            logger.info("wrote %s (val mIoU %s)", model_path, summary.get("miou"))
+            metric = "mAP" if method == "classifier" else "mIoU"
+            logger.info("wrote %s (val %s %s)", model_path, metric, summary.get(metric.lower()))
     ctx.barrier()  # every rank returns once model.pt exists
     return model_path
 
 
 def _train_entry(
-    step: int, sums: dict[str, torch.Tensor], regularizers: dict[str, nn.Module], ctx: DistContext
+    step: int, sums: dict[str, torch.Tensor], names: list[str], ctx: DistContext
 ) -> dict[str, Any]:
     """Loss terms of the last update, averaged over ranks; inactive regularizers log 0."""
-    names = ["pce", *regularizers]
     zero = torch.zeros((), device=ctx.device)
     values = torch.stack([sums.get(n, zero).float() for n in names])  # (T,)
     values = all_reduce_sum(values, ctx) / ctx.world_size
     terms = dict(zip(names, values.tolist()))
     return {"step": step, "loss": sum(terms.values()), **terms}
+
+
+def _check_tags(dataset: SegmentationDataset) -> None:
+    """Every image of a split trained or evaluated on tags must have them (an empty list is
+    fine: an image with none of the classes)."""
+    index = dataset.index
+    if index.tags_from_masks:
+        missing = [s.id for s in index.samples if s.mask is None]
+        source = "a mask to derive them from"
+    else:
+        missing = [s.id for s in index.samples if s.tags is None]
+        source = "a line in tags.txt (list an image with no class names to say it has none)"
+    if missing:
+        raise ValueError(
+            f"{len(missing)} image(s) of split {index.split!r} have no tags: "
+            f"{format_ids(missing)}; each needs {source}"
+        )
 
 
 def _check_resumable(stored: dict[str, Any], config: TrainConfig, resume: Any) -> None:

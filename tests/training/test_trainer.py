@@ -105,8 +105,17 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         config_from_dict({"data": "d", "steps": "ten"})
     with pytest.raises(ValueError, match="no 'data'"):
         config_from_dict({})
-    with pytest.raises(ValueError, match="supervision.*'tags'.*not supported"):
+    with pytest.raises(ValueError, match="choose method='seeds-rloss' or 'sec'"):
         TrainConfig(data="d", supervision="tags")
+    with pytest.raises(ValueError, match="pass seeds=DIR"):
+        TrainConfig(data="d", supervision="tags", method="sec")
+    with pytest.raises(ValueError, match="choose a classifier_\\* model"):
+        TrainConfig(data="d", supervision="tags", method="classifier")
+    with pytest.raises(ValueError, match="method and seeds are for supervision='tags'"):
+        TrainConfig(data="d", method="sec")
+    with pytest.raises(ValueError, match="own losses"):
+        TrainConfig(data="d", supervision="tags", method="sec", seeds="s", losses="pce,crf")
+    assert TrainConfig(data="d", supervision="tags", model="classifier_resnet18").resolved_method == "classifier"
     with pytest.raises(ValueError, match="must include 'pce'"):
         TrainConfig(data="d", losses="crf")
     with pytest.raises(ValueError, match="distinct names.*'pce,crff'"):

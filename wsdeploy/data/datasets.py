@@ -43,9 +43,9 @@ class SegmentationDataset(Dataset):
         transform: optional callable item dict -> item dict, applied last (e.g.
             `wsdeploy.data.transforms.train_transform(...)`).
         layout: "auto" (detect), "folder" or "voc".
-        scribble_dir: VOC only: the scribble PNG folder (relative to the VOC root or absolute);
-            default: the first of scribbles/, scribble_annotation/, pascal_2012_scribble/,
-            ScribbleSup/.
+        scribble_dir: the folder read as `labels="scribbles"` (relative to the dataset root or
+            absolute), e.g. CAM seeds; default: the folder layout's scribbles/, for VOC the
+            first of scribbles/, scribble_annotation/, pascal_2012_scribble/, ScribbleSup/.
 
     Attributes:
         classes: list[str], class names (index = class id).

@@ -15,6 +15,7 @@ Blank lines and lines starting with '#' are skipped in every text file. An image
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from wsdeploy.data.layouts import (
@@ -78,8 +79,13 @@ def _available_splits(root: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
 
 
-def index_folder(root: Path, *, split: str | None) -> DatasetIndex:
+def index_folder(
+    root: Path, *, split: str | None, scribble_dir: str | os.PathLike | None = None
+) -> DatasetIndex:
     """Index a dataset in the folder layout (see the module docstring).
+
+    `scribble_dir` replaces `scribbles/` as the folder of partial labels (relative to `root`
+    or absolute), e.g. the seed PNGs of the image-level pipeline.
 
     Raises:
         ValueError: `images/` or `classes.txt` missing, unknown split, a split naming an image
@@ -111,7 +117,12 @@ def index_folder(root: Path, *, split: str | None) -> DatasetIndex:
             )
 
     mask_dir = root / "masks" if (root / "masks").is_dir() else None
-    scribble_dir = root / "scribbles" if (root / "scribbles").is_dir() else None
+    if scribble_dir is None:
+        scribble_dir = root / "scribbles" if (root / "scribbles").is_dir() else None
+    else:
+        scribble_dir = root / scribble_dir  # an absolute scribble_dir stays absolute
+        if not scribble_dir.is_dir():
+            raise ValueError(f"partial-label folder not found: {str(scribble_dir)!r}")
     masks = files_by_stem(mask_dir, (".png",)) if mask_dir else {}
     scribbles = files_by_stem(scribble_dir, (".png",)) if scribble_dir else {}
     tags = read_tags(root / "tags.txt", classes) if (root / "tags.txt").is_file() else {}

@@ -114,9 +114,10 @@ def index_dataset(
         split: a split name (`splits/<split>.txt`, or for VOC `ImageSets/Segmentation/<split>.txt`,
             `train_aug` too), or None for every image.
         layout: "auto" (detect), "folder" or "voc".
-        scribble_dir: VOC only: the scribble PNG folder, relative to the VOC root or absolute
-            (default: the first of `scribbles/`, `scribble_annotation/`, `pascal_2012_scribble/`
-            that exists).
+        scribble_dir: the folder of partial-label PNGs (scribbles, or CAM seeds written by
+            `wsdeploy cam --seeds-out`), relative to the dataset root or absolute. Default: the
+            folder layout's `scribbles/`; VOC: the first of `scribbles/`,
+            `scribble_annotation/`, `pascal_2012_scribble/` that exists.
 
     Raises:
         ValueError: missing folders or files, unknown split or layout, malformed text files.
@@ -128,14 +129,9 @@ def index_dataset(
     if layout == "auto":
         layout = detect_layout(root)
     if layout == "folder":
-        if scribble_dir is not None:
-            raise ValueError(
-                "scribble_dir is for the VOC layout; the folder layout reads scribbles/ "
-                f"(got scribble_dir={str(scribble_dir)!r})"
-            )
         from wsdeploy.data.folder_layout import index_folder
 
-        return index_folder(Path(root), split=split)
+        return index_folder(Path(root), split=split, scribble_dir=scribble_dir)
     from wsdeploy.data.voc_layout import index_voc
 
     return index_voc(Path(root), split=split, scribble_dir=scribble_dir)

@@ -128,9 +128,22 @@ def test_folder_two_files_for_one_id(folder_root: Path):
         SegmentationDataset(folder_root)
 
 
-def test_scribble_dir_is_voc_only(folder_root: Path):
-    with pytest.raises(ValueError, match="scribble_dir is for the VOC layout"):
+def test_folder_scribble_dir_replaces_scribbles(folder_root: Path):
+    with pytest.raises(ValueError, match="partial-label folder not found"):
         SegmentationDataset(folder_root, scribble_dir="x")
+    seeds = np.full((6, 8), 255, np.uint8)
+    seeds[2, 3] = 2
+    write_gray_png(folder_root / "seeds" / "a.png", seeds)
+    ds = SegmentationDataset(folder_root, split=None, labels=None, scribble_dir="seeds")
+    assert ds.index.scribble_dir == folder_root / "seeds"
+    with pytest.raises(ValueError, match="have no label file"):  # b and c have no seeds
+        SegmentationDataset(folder_root, split="train", labels="scribbles", scribble_dir="seeds")
+    write_gray_png(folder_root / "seeds" / "b.png", np.full((10, 12), 255, np.uint8))
+    absolute = SegmentationDataset(
+        folder_root, split="train", labels="scribbles", scribble_dir=folder_root / "seeds"
+    )
+    item = absolute[absolute.ids.index("a")]
+    np.testing.assert_array_equal(item["label"], seeds)
 
 
 # ---------------------------------------------------------------- VOC
