@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from wsdeploy.atomic import atomic_write_text
@@ -47,7 +49,14 @@ def main() -> int:
     parser.add_argument("--out-dir", default="runs/scribble_table", help="one sub-folder per run")
     parser.add_argument("--json", default="benchmarks/results/scribble_table.json", help="results file")
     parser.add_argument("--runs", default=",".join(RUNS), help=f"comma list of runs from {list(RUNS)}")
+    parser.add_argument("--seeds", default="0", help="comma list of training seeds; a row's miou is their mean")
+    parser.add_argument("--parallel", type=int, default=1, help="runs trained at the same time")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS of each run (default: 1 when --parallel > 1, else torch's)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="retrain runs whose model.pt exists with the same command (default: reuse)")
     args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
     names = [n for n in args.runs.split(",") if n]
     unknown = [n for n in names if n not in RUNS]
     if unknown:
@@ -61,35 +70,83 @@ def main() -> int:
         "dataset": json.loads(dataset_manifest.read_text()) if dataset_manifest.is_file() else {"path": args.data},
         "runs": [],
     }
+    jobs = []  # (name, seed, cmd, out)
     for name in names:
         supervision, losses = RUNS[name]
-        out = Path(args.out_dir) / name.replace("+", "_")
-        cmd = ["wsdeploy", "train", "--data", args.data, "--supervision", supervision, "--losses", losses,
-               "--out-dir", str(out), "--no-progress", *passthrough]
-        print(f"[{name}] {' '.join(cmd)}", flush=True)
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "wsdeploy", *cmd[1:]], check=True)
-        wall = time.perf_counter() - t0
-        card, _ = read_checkpoint(out / "model.pt")
-        log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-        step_times = [e["step_time_s"] for e in log if "step_time_s" in e]
-        run = {
-            "name": name,
-            "miou": card.evaluation.get("miou"),
-            "per_class_iou": card.evaluation.get("per_class_iou"),
-            "step_time_s": round(statistics.median(step_times), 4) if step_times else None,
-            "steps": card.training.get("steps"),
-            "wall_s": round(wall, 1),
-            "loadavg_1m_after": round(__import__("os").getloadavg()[0], 2),
-            "command": " ".join(shlex.quote(c) for c in cmd),
-        }
-        results["runs"].append(run)
-        print(f"[{name}] val mIoU {run['miou']:.4f}  ({wall:.0f} s)", flush=True)
-        atomic_write_text(args.json, json.dumps(results, indent=2))  # partial results survive a crash
+        for seed in seeds:
+            out = Path(args.out_dir) / (name.replace("+", "_") + ("" if seed == 0 else f"_seed{seed}"))
+            cmd = ["wsdeploy", "train", "--data", args.data, "--supervision", supervision, "--losses", losses,
+                   "--out-dir", str(out), "--no-progress", *passthrough,
+                   *(["--seed", str(seed)] if seed else [])]
+            jobs.append((name, seed, cmd, out))
+    done = run_jobs(jobs, parallel=args.parallel, threads=args.threads, reuse=not args.fresh)
+    for name in names:
+        per_seed = [done[(name, seed)] for seed in seeds]
+        row = dict(per_seed[0])
+        row["miou"] = statistics.mean(r["miou"] for r in per_seed)
+        row["miou_per_seed"] = {str(seed): r["miou"] for seed, r in zip(seeds, per_seed)}
+        row["command"] = per_seed[0]["command"] + (f"  (also --seed {', '.join(map(str, seeds[1:]))})" if len(seeds) > 1 else "")
+        results["runs"].append(row)
+    atomic_write_text(args.json, json.dumps(results, indent=2))
     print(f"wrote {args.json}")
     for run in results["runs"]:
         print(f"  {run['name']:>16}: {run['miou']:.4f}")
     return 0
+
+
+def run_jobs(
+    jobs: list[tuple[str, int, list[str], Path]], *, parallel: int, threads: int | None, reuse: bool
+) -> dict[tuple[str, int], dict]:
+    """Train each (name, seed, cmd, out) job, `parallel` at a time; a job whose `out/model.pt`
+    records the same command is summarised, not retrained (unless `reuse` is False)."""
+    if threads is None and parallel > 1:
+        threads = 1  # two OpenMP teams on 2 cores stall each other (see the README's CRF notes)
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+
+    def one(job: tuple[str, int, list[str], Path]) -> dict:
+        name, seed, cmd, out = job
+        text = " ".join(shlex.quote(c) for c in cmd)
+        if reuse and (out / "model.pt").is_file():
+            recorded = read_checkpoint(out / "model.pt")[0].training.get("command")
+            if recorded is not None and shlex.split(recorded) == _normalised(cmd):
+                print(f"[{name} seed {seed}] reusing {out}", flush=True)
+                return summarise_run(name, out, text)
+        print(f"[{name} seed {seed}] {text}", flush=True)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "wsdeploy", *cmd[1:]], check=True, env=env)
+        run = summarise_run(name, out, text)
+        run["wall_s"] = round(time.perf_counter() - t0, 1)
+        run["threads"] = threads
+        print(f"[{name} seed {seed}] val mIoU {run['miou']:.4f}  ({run['wall_s']:.0f} s)", flush=True)
+        return run
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        rows = list(pool.map(one, jobs))
+    return {(job[0], job[1]): row for job, row in zip(jobs, rows)}
+
+
+def _normalised(cmd: list[str]) -> list[str]:
+    """`cmd` as the trainer records it (`wsdeploy.cli.train` canonical order and values)."""
+    from wsdeploy.cli.main import build_parser
+    from wsdeploy.cli.train import command_line
+
+    return shlex.split(command_line(build_parser("train").parse_args(cmd[1:])))
+
+
+def summarise_run(name: str, out: Path, command: str) -> dict:
+    """The row of a finished run in `out` (model.pt + train_log.jsonl)."""
+    card, _ = read_checkpoint(out / "model.pt")
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    step_times = [e["step_time_s"] for e in log if "step_time_s" in e]
+    return {
+        "name": name,
+        "miou": card.evaluation.get("miou"),
+        "per_class_iou": card.evaluation.get("per_class_iou"),
+        "step_time_s": round(statistics.median(step_times), 4) if step_times else None,
+        "steps": card.training.get("steps"),
+        "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        "command": command,
+    }
 
 
 if __name__ == "__main__":

@@ -9,29 +9,34 @@ output j is dataset class `foreground[j]`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from wsdeploy.data.collate import tags_to_multihot
 
-__all__ = ["background_index", "foreground_indices", "tags_to_foreground_multihot"]
+__all__ = [
+    "background_index",
+    "dataset_background_index",
+    "foreground_indices",
+    "tags_to_foreground_multihot",
+]
 
 
-def background_index(classes: Sequence[str], declared: int | None = None) -> int | None:
-    """The dataset's background class index, or None.
+def background_index(classes: Sequence[str]) -> int | None:
+    """Index of the class named "background" (case-insensitive), or None if there is none."""
+    found = [i for i, name in enumerate(classes) if name.strip().lower() == "background"]
+    if len(found) > 1:
+        raise ValueError(f"more than one class is named 'background': indices {found} of {list(classes)}")
+    return found[0] if found else None
 
-    Args:
-        classes: the dataset's class names.
-        declared: the layout's own answer (`DatasetIndex.background_index`, VOC: 0), used
-            when not None.
 
-    Returns:
-        `declared`, else the index of the class named "background" (any case), else None.
-    """
-    if declared is not None:
-        return declared
-    named = [i for i, name in enumerate(classes) if name.strip().lower() == "background"]
-    return named[0] if named else None
+def dataset_background_index(dataset: Any) -> int | None:
+    """The dataset's background class: `dataset.index.background_index` when the layout sets
+    it (VOC: 0), else `background_index(dataset.classes)`."""
+    index = getattr(dataset, "index", None)
+    bg = getattr(index, "background_index", None)
+    return bg if bg is not None else background_index(dataset.classes)
 
 
 def foreground_indices(num_classes: int, background: int | None) -> list[int]:

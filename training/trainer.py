@@ -47,7 +47,7 @@ from wsdeploy.training.objective import build_regularizers, classifier_losses, c
 from wsdeploy.training.optim import build_optimizer, lr_at, set_lr
 from wsdeploy.training.run_log import RunLog
 from wsdeploy.training.state import capture_rng, load_train_state, restore_rng, save_train_state
-from wsdeploy.training.tags import background_index, foreground_indices, tags_to_foreground_multihot
+from wsdeploy.training.tags import dataset_background_index, foreground_indices, tags_to_foreground_multihot
 from wsdeploy.visualize import default_palette
 
 __all__ = ["train"]
@@ -102,7 +102,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
         config.data, split=config.train_split, labels=labels, scribble_dir=config.seeds
     )
     dataset_classes = list(train_set.classes)
-    background = background_index(dataset_classes, train_set.index.background_index)
+    background = dataset_background_index(train_set)
     if method in ("classifier", "sec"):
         _check_tags(train_set)
     classes = dataset_classes  # the model's outputs: a classifier predicts foreground classes only

@@ -23,7 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("wsdeploy.cli.export", "export a checkpoint to ONNX (fp16/int8), .pt2, a TensorRT engine or a Triton repository, parity-checked"),
     "bench": ("wsdeploy.cli.bench", "latency/throughput of backends side by side; JSON under benchmarks/results/"),
     "serve": ("wsdeploy.cli.serve", "HTTP segmentation service with dynamic batching, health, readiness and metrics"),
-    "train": ("wsdeploy.cli.train", "train a segmentation model from scribbles or masks (DDP: torchrun -m wsdeploy train)"),
+    "cam": ("wsdeploy.cli.cam", "class activation maps of a tags classifier; threshold sweep; seed PNGs for --supervision tags"),
+    "train": ("wsdeploy.cli.train", "train a segmenter from scribbles, masks or CAM seeds, or a CAM classifier from tags (DDP: torchrun -m wsdeploy train)"),
 }
 
 

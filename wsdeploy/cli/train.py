@@ -1,4 +1,5 @@
-"""`wsdeploy train --data DIR --supervision scribbles --losses pce,crf ...`: train a segmenter.
+"""`wsdeploy train --data DIR --supervision scribbles --losses pce,crf ...`: train a segmenter
+(from masks, scribbles or CAM seeds) or, with `--supervision tags`, a CAM classifier.
 
 One flag per `TrainConfig` field, generated from the dataclass (type, default and help from the
 field), plus `--config YAML` (keys = field names) and `--resume last.pt`. Precedence, lowest
@@ -20,6 +21,10 @@ _EPILOG = """\
 examples:
   wsdeploy train --data data/shapes --supervision scribbles --losses pce,crf \\
       --model lraspp_resnet18 --width 16 --crop-size 256 --steps 2000 --out-dir runs/crf
+  wsdeploy train --data data/shapes --supervision tags --model classifier_resnet18 \
+      --output-stride 8 --out-dir runs/cam                      # CAM classifier from tags.txt
+  wsdeploy train --data data/shapes --supervision tags --method seeds-rloss \
+      --seeds runs/seeds --losses pce,crf --out-dir runs/seeds_crf  # segmenter on CAM seeds
   wsdeploy train --config run.yaml --lr 0.005
   wsdeploy train --resume runs/crf/last.pt
   torchrun --nproc_per_node 4 -m wsdeploy train --config run.yaml

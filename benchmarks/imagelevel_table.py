@@ -1,0 +1,188 @@
+"""The image-level table: tags -> classifier -> CAMs -> seeds -> segmenter, on the synthetic benchmark.
+
+Every stage is a `wsdeploy` command, recorded verbatim in the JSON:
+
+1. `wsdeploy train --supervision tags --model classifier_*`: the CAM classifier on the train split;
+2. `wsdeploy cam`: multi-scale + flip CAMs of the train split, a threshold sweep against the
+   train split's dense masks (the threshold is picked there, never on val), then seeds with and
+   without dense-CRF refinement;
+3. `wsdeploy train --supervision tags --method seeds-rloss | sec`: segmenters on the better seeds
+   (by seed mIoU on train), evaluated on the val split's dense masks, like the full-supervision row.
+
+    python benchmarks/imagelevel_table.py --data data/synthetic-128-seed1 --out-dir runs/imagelevel \
+        --classifier-args "--model classifier_resnet18 --output-stride 8" -- --model deeplabv3plus_resnet18 ...
+
+Everything after `--` is passed to every `wsdeploy train` run (model, schedule, crop); the
+classifier run gets `--classifier-args` after it (argparse: the last value of a flag wins). A
+stage whose output already exists with the same command is reused (`--fresh` re-runs all), so
+an interrupted table continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from wsdeploy.atomic import atomic_write_text
+from wsdeploy.checkpoint import read_checkpoint
+from wsdeploy.data.datasets import SegmentationDataset
+from wsdeploy.data.image_io import read_label_png
+from wsdeploy.environment import library_versions, machine_info
+
+FINAL_RUNS = {  # name -> extra `wsdeploy train` flags (after the passthrough ones)
+    "seeds+pce": ["--method", "seeds-rloss", "--losses", "pce"],
+    "seeds+pce+crf": ["--method", "seeds-rloss", "--losses", "pce,crf"],
+    "seeds+pce+crf+entropy": ["--method", "seeds-rloss", "--losses", "pce,crf,entropy"],
+    "sec": ["--method", "sec", "--losses", "pce"],
+}
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    passthrough: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, passthrough = argv[:i], argv[i + 1 :]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="dataset folder with images, masks, tags.txt, splits")
+    parser.add_argument("--out-dir", default="runs/imagelevel", help="one sub-folder per stage")
+    parser.add_argument("--json", default="benchmarks/results/imagelevel_table.json", help="results file")
+    parser.add_argument("--classifier-args", default="", help="extra flags of the classifier run")
+    parser.add_argument("--fg-thresholds", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7", help="sweep grid")
+    parser.add_argument("--full-model", default=None,
+                        help="model.pt of the full-supervision run with the same flags (e.g. the "
+                        "scribble table's), instead of training it again")
+    parser.add_argument("--runs", default=",".join(FINAL_RUNS), help=f"final runs from {list(FINAL_RUNS)}")
+    parser.add_argument("--fresh", action="store_true", help="re-run stages whose outputs exist")
+    args = parser.parse_args(argv)
+    names = [n for n in args.runs.split(",") if n]
+    if unknown := [n for n in names if n not in FINAL_RUNS]:
+        parser.error(f"unknown runs {unknown}; choose from {list(FINAL_RUNS)}")
+
+    out = Path(args.out_dir).resolve()
+    data = str(Path(args.data).resolve())
+    manifest = Path(data) / "dataset.json"
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "versions": library_versions(),
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "dataset": json.loads(manifest.read_text()) if manifest.is_file() else {"path": args.data},
+        "runs": [],
+    }
+
+    def save() -> None:  # partial results survive a crash
+        atomic_write_text(args.json, json.dumps(results, indent=2))
+
+    def wsdeploy(cmd: list[str], done: Path) -> str:
+        text = " ".join(shlex.quote(c) for c in ["wsdeploy", *cmd])
+        stamp = done.parent / (done.name + ".command")
+        if not args.fresh and done.exists() and stamp.is_file() and stamp.read_text() == text:
+            print(f"[reuse] {text}", flush=True)
+            return text
+        print(f"[run] {text}", flush=True)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "wsdeploy", *cmd], check=True)
+        print(f"[done] {time.perf_counter() - t0:.0f} s", flush=True)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(stamp, text)
+        return text
+
+    # 1. classifier
+    clf = out / "classifier"
+    clf_cmd = wsdeploy(
+        ["train", "--data", data, "--supervision", "tags", "--out-dir", str(clf), "--no-progress",
+         *passthrough, *shlex.split(args.classifier_args)],
+        clf / "model.pt",
+    )
+    card, _ = read_checkpoint(clf / "model.pt")
+    results["classifier"] = {"evaluation": card.evaluation, "command": clf_cmd}
+
+    # 2. CAMs of the train split, threshold sweep on the train split's masks, seeds
+    cams = out / "cams_train"
+    cam_cmd = wsdeploy(["cam", "--model", str(clf / "model.pt"), "--data", data, "--split", "train",
+                        "--out", str(cams)], cams / "cams.json")
+    sweep_json = out / "sweep_train.json"
+    sweep_cmd = wsdeploy(["cam", "--cams", str(cams), "--data", data, "--split", "train", "--sweep",
+                          "--sweep-json", str(sweep_json), "--fg-thresholds", args.fg_thresholds],
+                         sweep_json)
+    sweep = json.loads(sweep_json.read_text())
+    best = sweep["best"]
+    results["sweep"] = {"split": "train", "best": best, "command": sweep_cmd}
+    results["runs"].append({
+        "name": "cam", "stage": "cam", "miou": best["cam_miou"], "split": "train",
+        "note": "dense CAM argmax over the image's tags" + (
+            f", background threshold {best['fg_threshold']}" if sweep.get("background_index") is not None else ""),
+        "command": f"{cam_cmd} && {sweep_cmd}",
+    })
+    save()
+
+    seed_rows = {}
+    for name, extra in (("cam seeds", []), ("cam+crf seeds", ["--crf"])):
+        folder = out / ("seeds_crf" if extra else "seeds")
+        cmd = wsdeploy(["cam", "--cams", str(cams), "--data", data, "--split", "train",
+                        "--seeds-out", str(folder), "--fg-threshold", str(best["fg_threshold"]), *extra],
+                       folder)
+        stats = seed_statistics(data, folder)
+        row = {"name": name, "stage": "seeds", "miou": stats["miou_as_background"], "split": "train",
+               "seeds": str(folder), **stats, "command": cmd}
+        seed_rows[name] = row
+        results["runs"].append(row)
+        print(f"[{name}] {json.dumps(stats)}", flush=True)
+        save()
+    chosen = max(seed_rows.values(), key=lambda r: r["miou"])
+    results["seeds_used"] = chosen["name"]
+
+    # 3. segmenters on the seeds, and the full-supervision reference
+    for name in names:
+        run_dir = out / name.replace("+", "_")
+        cmd = wsdeploy(["train", "--data", data, "--supervision", "tags", "--seeds", chosen["seeds"],
+                        "--out-dir", str(run_dir), "--no-progress", *passthrough, *FINAL_RUNS[name]],
+                       run_dir / "model.pt")
+        results["runs"].append(final_row(name, run_dir / "model.pt", cmd))
+        print(f"[{name}] val mIoU {results['runs'][-1]['miou']:.4f}", flush=True)
+        save()
+    if args.full_model:
+        full_card, _ = read_checkpoint(args.full_model)
+        results["runs"].append(final_row("full", Path(args.full_model), full_card.training.get("command")))
+    else:
+        run_dir = out / "full"
+        cmd = wsdeploy(["train", "--data", data, "--supervision", "full", "--losses", "pce",
+                        "--out-dir", str(run_dir), "--no-progress", *passthrough], run_dir / "model.pt")
+        results["runs"].append(final_row("full", run_dir / "model.pt", cmd))
+    save()
+    print(f"wrote {args.json}")
+    for run in results["runs"]:
+        print(f"  {run['stage']:>6} {run['name']:>22}: {run['miou']:.4f}")
+    return 0
+
+
+def final_row(name: str, model_path: Path, command: str | None) -> dict[str, Any]:
+    card, _ = read_checkpoint(model_path)
+    return {"name": name, "stage": "final", "miou": card.evaluation.get("miou"),
+            "split": card.evaluation.get("split"), "per_class_iou": card.evaluation.get("per_class_iou"),
+            "steps": card.training.get("steps"), "command": command}
+
+
+def seed_statistics(data: str, seeds_dir: Path) -> dict[str, float | None]:
+    """Seeds of the train split against its dense masks: precision, coverage and mIoU with
+    unseeded pixels ignored or counted as background (as wrong, without a background class)."""
+    from wsdeploy.training.seeds import seed_stats
+    from wsdeploy.training.tags import dataset_background_index
+
+    dataset = SegmentationDataset(data, split="train", labels="masks")
+    background = dataset_background_index(dataset)
+    total = None
+    for i, image_id in enumerate(dataset.ids):
+        seeds = read_label_png(seeds_dir / f"{image_id}.png")
+        stats = seed_stats(seeds, dataset[i]["label"], len(dataset.classes), background_index=background)
+        total = stats if total is None else total + stats
+    return total.to_dict()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
