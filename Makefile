@@ -25,10 +25,16 @@ $(VENV)/.test-installed: $(VENV)/.base-installed
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+$(VENV)/.train-installed: $(VENV)/.base-installed
+	$(BIN)/python -m pip install --quiet -e ".[train]"
+	touch $@
+
 venv: $(VENV)/.base-installed
 
-demo: $(VENV)/.base-installed
-	$(BIN)/wsdeploy demo --out demo_output
+# The demo trains briefly, so it needs the train extra. One OpenMP thread unless you set
+# OMP_NUM_THREADS: on a busy 2-core machine two threads oversubscribe the CPU and run slower.
+demo: $(VENV)/.train-installed
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/wsdeploy demo --out demo_output
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

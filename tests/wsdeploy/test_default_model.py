@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 import wsdeploy
 from wsdeploy import runtime
-from wsdeploy.cli.demo import DEMO_DATA_PATH
+from wsdeploy.cli.demo import DEFAULT_TRAIN_STEPS, DEMO_DATA_PATH, demo_train_config
 from wsdeploy.cli.main import main
 from wsdeploy.data.datasets import SegmentationDataset
 from wsdeploy.metrics import SegmentationMetric
@@ -57,11 +58,63 @@ def test_default_model_loads_once_under_concurrent_first_use(monkeypatch, val_da
         np.testing.assert_array_equal(r, results[0])
 
 
-def test_demo_command_writes_outputs(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--limit", "2", "--device", "cpu"]) == 0
+def test_demo_without_training_segments_the_samples(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--train-steps", "0", "--limit", "2", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "mIoU over 2 image(s)" in out
+    assert "skipped: --train-steps 0" in out and "mIoU over 2 image(s)" in out
+    assert not (tmp_path / "train").exists()
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["training"] is None and set(summary["stage_time_s"]) == {"segment"}
     assert len(summary["images"]) == 2 and summary["metrics"]["miou"] is not None
     first = summary["images"][0]["id"]
     assert (tmp_path / f"{first}_mask.png").is_file() and (tmp_path / f"{first}_overlay.png").is_file()
+
+
+def test_demo_trains_evaluates_and_segments(tmp_path, capsys):
+    # the whole story with a 2-step training: a few seconds on one CPU thread
+    assert main(["demo", "--out", str(tmp_path), "--train-steps", "2", "--limit", "2", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for heading in ("== 1/3 train 2 steps", "== 2/3 evaluate", "== 3/3 segment"):
+        assert heading in out
+    assert "mIoU over 2 image(s)" in out
+    for name in ("model.pt", "last.pt", "train_log.jsonl", "config.yaml"):
+        assert (tmp_path / "train" / name).is_file()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    training = summary["training"]
+    assert training["steps"] == 2 and training["supervision"] == "scribbles"
+    assert training["train_images"] == 48 and training["val_images"] == 16
+    assert 0.0 <= training["val_miou"] <= 1.0 and training["time_s"] > 0
+    assert training["reference_val_miou"] > 0.35  # the bundled model on all 16 val images
+    assert set(summary["stage_time_s"]) == {"train", "evaluate", "segment"}
+    assert len(summary["images"]) == 2
+    brief = wsdeploy.load(training["model"], device="cpu")
+    assert brief.card["supervision"] == "scribbles" and brief.card["training"]["steps"] == 2
+    # the trainer's own final evaluation (in the card) scores the same images the same way
+    assert brief.card["evaluation"]["miou"] == pytest.approx(training["val_miou"], abs=1e-3)
+
+
+def test_demo_train_config_is_the_scribble_recipe():
+    config = demo_train_config(data=str(DEMO_DATA_PATH), out_dir="unused", steps=DEFAULT_TRAIN_STEPS)
+    assert config.supervision == "scribbles" and config.loss_names[0] == "pce" and "crf" in config.loss_names
+    assert config.crop_size == 128 and config.val_split == "val"
+
+
+def test_demo_without_the_train_extra_says_which_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "albumentations", None)  # find_spec -> None: not installed
+    assert main(["demo", "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "wsdeploy[train]" in err and "--train-steps 0" in err
+    assert not (tmp_path / "out").exists()  # failed before any work
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--train-steps", "-1"], "--train-steps must be >= 0"),
+        (["--split", "train"], "the split the demo trains on"),
+        (["--device", "cuda:1"], "runs on --device auto, cpu or cuda"),
+    ],
+)
+def test_demo_rejects_bad_training_flags(tmp_path, capsys, argv, message):
+    assert main(["demo", "--out", str(tmp_path), *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -16,7 +16,7 @@ __all__ = ["main"]
 
 # name -> (module, one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("wsdeploy.cli.demo", "segment the bundled sample images with the bundled model"),
+    "demo": ("wsdeploy.cli.demo", "train briefly from the bundled scribbles, evaluate on dense masks, segment the samples"),
     "segment": ("wsdeploy.cli.segment", "segment images with a model; write mask and overlay PNGs"),
     "make-dataset": ("wsdeploy.cli.make_dataset", "generate the synthetic benchmark dataset"),
     "annotate": ("wsdeploy.cli.annotate", "scribbles -> dense masks, for one image or a dataset folder (pseudo-masks for --supervision full)"),
