@@ -12,10 +12,10 @@ Every stage is a `wsdeploy` command, recorded verbatim in the JSON:
     python benchmarks/imagelevel_table.py --data data/synthetic-128-seed1 --out-dir runs/imagelevel \
         --classifier-args "--model classifier_resnet18 --output-stride 8" -- --model deeplabv3plus_resnet18 ...
 
-Everything after `--` is passed to every `wsdeploy train` run (model, schedule, crop); the
-classifier run gets `--classifier-args` after it (argparse: the last value of a flag wins). A
-stage whose output already exists with the same command is reused (`--fresh` re-runs all), so
-an interrupted table continues where it stopped.
+Everything after `--` is passed to every segmenter's `wsdeploy train` run (model, schedule,
+crop); the classifier run gets `--classifier-args` instead (its own model and schedule). A stage
+whose output already exists with the same command is reused (`--fresh` re-runs all; for training
+runs the command recorded in the model card is compared), so an interrupted table continues.
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from scribble_table import _normalised
 
 from wsdeploy.atomic import atomic_write_text
 from wsdeploy.checkpoint import read_checkpoint
@@ -52,7 +54,7 @@ def main() -> int:
     parser.add_argument("--data", required=True, help="dataset folder with images, masks, tags.txt, splits")
     parser.add_argument("--out-dir", default="runs/imagelevel", help="one sub-folder per stage")
     parser.add_argument("--json", default="benchmarks/results/imagelevel_table.json", help="results file")
-    parser.add_argument("--classifier-args", default="", help="extra flags of the classifier run")
+    parser.add_argument("--classifier-args", default="", help="the classifier run's flags (model, schedule)")
     parser.add_argument("--fg-thresholds", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7", help="sweep grid")
     parser.add_argument("--full-model", default=None,
                         help="model.pt of the full-supervision run with the same flags (e.g. the "
@@ -64,8 +66,8 @@ def main() -> int:
     if unknown := [n for n in names if n not in FINAL_RUNS]:
         parser.error(f"unknown runs {unknown}; choose from {list(FINAL_RUNS)}")
 
-    out = Path(args.out_dir).resolve()
-    data = str(Path(args.data).resolve())
+    out = Path(args.out_dir)
+    data = args.data
     manifest = Path(data) / "dataset.json"
     results: dict[str, Any] = {
         "machine": machine_info(),
@@ -81,9 +83,15 @@ def main() -> int:
     def wsdeploy(cmd: list[str], done: Path) -> str:
         text = " ".join(shlex.quote(c) for c in ["wsdeploy", *cmd])
         stamp = done.parent / (done.name + ".command")
-        if not args.fresh and done.exists() and stamp.is_file() and stamp.read_text() == text:
-            print(f"[reuse] {text}", flush=True)
-            return text
+        if not args.fresh and done.exists():
+            if cmd[0] == "train":  # the model card records the command, in canonical form
+                recorded = read_checkpoint(done)[0].training.get("command")
+                same = recorded is not None and shlex.split(recorded) == _normalised(["wsdeploy", *cmd])
+            else:
+                same = stamp.is_file() and stamp.read_text() == text
+            if same:
+                print(f"[reuse] {text}", flush=True)
+                return text
         print(f"[run] {text}", flush=True)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "wsdeploy", *cmd], check=True)
@@ -96,7 +104,7 @@ def main() -> int:
     clf = out / "classifier"
     clf_cmd = wsdeploy(
         ["train", "--data", data, "--supervision", "tags", "--out-dir", str(clf), "--no-progress",
-         *passthrough, *shlex.split(args.classifier_args)],
+         *shlex.split(args.classifier_args)],
         clf / "model.pt",
     )
     card, _ = read_checkpoint(clf / "model.pt")
@@ -129,7 +137,7 @@ def main() -> int:
                        folder)
         stats = seed_statistics(data, folder)
         row = {"name": name, "stage": "seeds", "miou": stats["miou_as_background"], "split": "train",
-               "seeds": str(folder), **stats, "command": cmd}
+               "seeds": str(folder.resolve()), **stats, "command": cmd}
         seed_rows[name] = row
         results["runs"].append(row)
         print(f"[{name}] {json.dumps(stats)}", flush=True)

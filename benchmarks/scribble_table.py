@@ -71,9 +71,9 @@ def main() -> int:
         "runs": [],
     }
     jobs = []  # (name, seed, cmd, out)
-    for name in names:
-        supervision, losses = RUNS[name]
-        for seed in seeds:
+    for seed in seeds:  # seed-major: the first seed's table is complete before the next starts
+        for name in names:
+            supervision, losses = RUNS[name]
             out = Path(args.out_dir) / (name.replace("+", "_") + ("" if seed == 0 else f"_seed{seed}"))
             cmd = ["wsdeploy", "train", "--data", args.data, "--supervision", supervision, "--losses", losses,
                    "--out-dir", str(out), "--no-progress", *passthrough,

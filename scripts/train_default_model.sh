@@ -7,7 +7,7 @@
 # parameters, 4 MiB). Supervision: scribbles (about 3% of pixels), partial cross-entropy plus
 # the dense-CRF loss at sigma_rgb 30 and weight 1.0 from step 1000: the best setting of the
 # regularizer sweep (benchmarks/scribble_sweep.py, benchmarks/results/scribble_sweep.json:
-# val mIoU 0.499, against 0.492 for full masks with the same budget). The shipped file is that
+# val mIoU 0.499, against 0.557 for full masks with the same budget at 1 thread). The shipped file is that
 # sweep's run `crf_rgb30_w1`; its command differs from this one only in --out-dir.
 # OMP_NUM_THREADS=1: on a busy 2-core machine two OpenMP threads per process oversubscribe the
 # CPU and run several times slower; one thread is the safe choice (and deterministic here).
