@@ -1,6 +1,6 @@
 """Scribbles on one photograph -> a full mask: fit a small network to the image with partial
-cross-entropy on the scribbled pixels plus regularized losses on all of them, then refine with
-the dense CRF.
+cross-entropy on the scribbled pixels plus a colour-model term on all of them, refine with the
+dense CRF, and drop regions that no stroke of their class touches.
 
     from wsdeploy.training import annotate
     result = annotate("photo.jpg", "photo_scribbles.png")   # or arrays
@@ -10,10 +10,13 @@ the dense CRF.
 The method (Tang et al., "On Regularized Losses for Weakly-supervised CNN Segmentation", ECCV
 2018, applied to a single image, from random initialisation; no pretrained weights):
 
-1. Resize the image to `config.size` on its long side (area interpolation).
+1. Fit a Gaussian mixture per class to the colours of its scribbled pixels (`annotate_colour`,
+   GrabCut's colour model) and resize the image to `config.size` on its long side (area
+   interpolation).
 2. Fit `AnnotateNet` (dilated 3x3 convolutions on standardised RGB + normalised (x, y), see
    `annotate_model`) for `config.steps` Adam steps on
        pCE(logits sampled bilinearly at every full-resolution scribbled pixel)
+       + colour_loss * cross-entropy(softmax, colour model's class posterior), every pixel
        + crf_weight * dense-CRF loss + potts_weight * grid Potts + ncut_weight * normalized cut
        + entropy_weight * entropy,
    the regularizers on the softmax at the working resolution, the bilateral kernel built once
@@ -24,6 +27,13 @@ The method (Tang et al., "On Regularized Losses for Weakly-supervised CNN Segmen
 3. Upsample the logits bilinearly to the image, softmax, give scribbled pixels
    `scribble_confidence` on their class, and run `wsdeploy.crf.dense_crf` for
    `crf_iterations` mean-field iterations at full resolution (library kernels).
+4. `keep_scribbled_regions`: an 8-connected region of a class that holds no stroke of that
+   class takes its next most probable class (the connectivity prior of interactive
+   segmentation).
+
+Without step 2's colour term the fit is unstable away from the strokes: the old default
+(pCE only) scored 0.793 / 0.686 / 0.702 on GrabCut-13 `scribbles` for seeds 0 / 1 / 2; with it
+the three seeds lie within 0.01 of each other (see `AnnotateConfig`).
 """
 
 from __future__ import annotations
@@ -42,13 +52,14 @@ from wsdeploy.backends.torch_backend import resolve_device
 from wsdeploy.crf import dense_crf
 from wsdeploy.data.image_io import ImageInput, read_image, read_label_png
 
+from .annotate_colour import ColourModel, colour_log_posterior, fit_colour_model
 from .annotate_config import AnnotateConfig
 from .annotate_kernel import ImageKernel, dense_crf_term, normalized_cut_term
 from .annotate_model import AnnotateNet, input_features
 from .loss_grid import grid_potts_loss
 from .loss_pointwise import entropy_loss, partial_cross_entropy
 
-__all__ = ["AnnotateResult", "annotate", "check_scribbles"]
+__all__ = ["AnnotateResult", "annotate", "check_scribbles", "keep_scribbled_regions"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +172,43 @@ def annotate(
     dev = resolve_device(device)
     extra = _check_features(features)
     t0 = time.perf_counter()
-    logits, losses = _fit(rgb, labels_in, k, cfg, dev, extra, seed)  # (1, K, h, w)
+    colour = None
+    if cfg.colour_components > 0 and cfg.colour_loss > 0:
+        colour = fit_colour_model(rgb, labels_in, num_classes=k, components=cfg.colour_components, seed=seed)
+    logits, losses = _fit(rgb, labels_in, k, cfg, dev, extra, seed, colour)  # (1, K, h, w)
     probs = _refine(rgb, labels_in, logits, cfg)  # (K, H, W) float32
     labels = probs.argmax(0).astype(np.uint8)
+    if cfg.keep_scribbled_regions:
+        labels = keep_scribbled_regions(labels, labels_in, probs)
     return AnnotateResult(labels=labels, probs=probs, seconds=time.perf_counter() - t0, losses=losses)
+
+
+def keep_scribbled_regions(labels: np.ndarray, scribbles: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Relabel every 8-connected region of a class that holds none of that class's scribbles
+    with its pixels' next most probable class (one pass).
+
+    Args:
+        labels: (H, W) uint8 class indices.
+        scribbles: (H, W) integer class indices, 255 unlabelled.
+        probs: (K, H, W) float probabilities.
+
+    Returns:
+        (H, W) uint8 class indices.
+    """
+    out = labels.copy()
+    k = probs.shape[0]
+    for c in range(k):
+        mask = (labels == c).astype(np.uint8)
+        if not mask.any():
+            continue
+        _, comp = cv2.connectedComponents(mask, connectivity=8)  # (H, W) int32, 0 = not class c
+        kept = np.unique(comp[(scribbles == c) & (mask > 0)])
+        drop = (comp > 0) & ~np.isin(comp, kept)
+        if drop.any():
+            p = probs[:, drop].copy()  # (K, P)
+            p[c] = -1.0
+            out[drop] = p.argmax(0).astype(np.uint8)
+    return out
 
 
 def working_size(height: int, width: int, size: int) -> tuple[int, int]:
@@ -175,7 +219,7 @@ def working_size(height: int, width: int, size: int) -> tuple[int, int]:
 
 def _fit(
     rgb: np.ndarray, scribbles: np.ndarray, k: int, cfg: AnnotateConfig, dev: torch.device,
-    extra: torch.Tensor | None, seed: int,
+    extra: torch.Tensor | None, seed: int, colour: ColourModel | None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Fit the network; return its logits (1, K, h, w) at the working resolution and the losses."""
     height, width = rgb.shape[:2]
@@ -186,6 +230,10 @@ def _fit(
         extra = F.interpolate(extra[None].float().to(dev), size=(h, w), mode="bilinear",
                               align_corners=False)[0]
     x = input_features(img, coord_scale=cfg.coord_scale, extra=extra)  # (1, C, h, w)
+    colour_target = None
+    if colour is not None:
+        log_post = torch.from_numpy(colour_log_posterior(colour, small)).to(dev)  # (K, h, w), <= 0
+        colour_target = log_post.exp()[None]  # (1, K, h, w), sums to 1 over K
     x = x.contiguous(memory_format=torch.channels_last)  # 1.6x faster 3x3 convs on CPU (oneDNN)
 
     ys, xs = np.nonzero(scribbles != UNLABELLED)
@@ -209,6 +257,8 @@ def _fit(
         at_scribbles = F.grid_sample(logits, grid_t, mode="bilinear", align_corners=False)  # (1, K, 1, P)
         terms = {"pce": partial_cross_entropy(at_scribbles, target, ignore_index=UNLABELLED, pad_index=-1)}
         probs = logits.softmax(1)
+        if colour_target is not None:
+            terms["colour"] = cfg.colour_loss * -(colour_target * logits.log_softmax(1)).sum(1).mean()
         if kernel is not None and cfg.crf_weight > 0:
             terms["crf"] = cfg.crf_weight * dense_crf_term(probs[0], kernel)
         if kernel is not None and cfg.ncut_weight > 0:
