@@ -120,7 +120,8 @@ def main() -> int:
                          sweep_json)
     sweep = json.loads(sweep_json.read_text())
     best = sweep["best"]
-    results["sweep"] = {"split": "train", "best": best, "command": sweep_cmd}
+    results["sweep"] = {"split": "train", "picked_by": sweep["picked_by"], "best": best,
+                        "rows": sweep["rows"], "command": sweep_cmd}
     results["runs"].append({
         "name": "cam", "stage": "cam", "miou": best["cam_miou"], "split": "train",
         "note": "dense CAM argmax over the image's tags" + (

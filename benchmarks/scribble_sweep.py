@@ -31,6 +31,7 @@ VARIANTS = {
     "crf_rgb30_w0.25": "--losses pce,crf --crf-sigma-rgb 30 --crf-weight 0.25",
     "crf_rgb30_w1": "--losses pce,crf --crf-sigma-rgb 30 --crf-weight 1.0",
     "crf_rgb15_w1": "--losses pce,crf --crf-sigma-rgb 15 --crf-weight 1.0",
+    "crf_rgb15_w0.25": "--losses pce,crf --crf-sigma-rgb 15 --crf-weight 0.25",
 }
 
 
@@ -62,6 +63,7 @@ def main() -> int:
         "machine": machine_info(),
         "versions": library_versions(),
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "threads_per_run": args.threads or (1 if args.parallel > 1 else None),  # None: torch's default
         "runs": [dict(done[(name, 0)], flags=VARIANTS[name]) for name in names],
     }
     atomic_write_text(args.json, json.dumps(results, indent=2))

@@ -67,6 +67,7 @@ def main() -> int:
         "machine": machine_info(),
         "versions": library_versions(),
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "threads_per_run": args.threads or (1 if args.parallel > 1 else None),  # None: torch's default
         "dataset": json.loads(dataset_manifest.read_text()) if dataset_manifest.is_file() else {"path": args.data},
         "runs": [],
     }
