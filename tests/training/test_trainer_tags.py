@@ -93,3 +93,12 @@ def test_average_precision_by_hand():
     scores, targets = np.array([0.7, 0.9, 0.8]), np.array([1, 1, 0])
     assert average_precision(scores, targets) == pytest.approx((1 + 2 / 3) / 2)
     assert average_precision(scores, np.zeros(3)) is None
+
+
+def test_a_classifier_checkpoint_is_refused_by_load_with_a_hint(tagged, tmp_path):
+    import wsdeploy
+    from wsdeploy.training import train
+
+    path = train(tiny(tagged, tmp_path, supervision="tags", model="classifier_resnet18", steps=2))
+    with pytest.raises(ValueError, match="image classifier, not a segmenter: use it with `wsdeploy cam"):
+        wsdeploy.load(path)

@@ -73,6 +73,12 @@ def open_backend(
         from wsdeploy.checkpoint import load_checkpoint
 
         model, card = load_checkpoint(path)
+        if not hasattr(model, "logit_stride"):  # a CAM classifier (--supervision tags)
+            raise ValueError(
+                f"{str(path)!r} is a {card.arch} image classifier, not a segmenter: use it with "
+                "`wsdeploy cam --model` for CAMs and seeds, then train a segmenter on the seeds "
+                "(`wsdeploy train --supervision tags --method seeds-rloss|sec --seeds DIR`)"
+            )
         runner: Any = TorchBackend(
             model, device=device, precision=precision, channels_last=channels_last, compile=compile
         )
