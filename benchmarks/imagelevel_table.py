@@ -128,6 +128,18 @@ def main() -> int:
             f", background threshold {best['fg_threshold']}" if sweep.get("background_index") is not None else ""),
         "command": f"{cam_cmd} && {sweep_cmd}",
     })
+    # the same CAMs on val, at the threshold picked on train: comparable with the final rows
+    cams_val = out / "cams_val"
+    camv_cmd = wsdeploy(["cam", "--model", str(clf / "model.pt"), "--data", data, "--split", "val",
+                         "--out", str(cams_val)], cams_val / "cams.json")
+    val_json = out / "cam_val.json"
+    valsweep_cmd = wsdeploy(["cam", "--cams", str(cams_val), "--data", data, "--split", "val", "--sweep",
+                             "--sweep-json", str(val_json), "--fg-thresholds", str(best["fg_threshold"])],
+                            val_json)
+    results["runs"].append({
+        "name": "cam", "stage": "cam", "miou": json.loads(val_json.read_text())["rows"][0]["cam_miou"],
+        "split": "val", "note": "threshold picked on train", "command": f"{camv_cmd} && {valsweep_cmd}",
+    })
     save()
 
     seed_rows = {}
