@@ -61,6 +61,9 @@ def main() -> int:
                         "scribble table's), instead of training it again")
     parser.add_argument("--runs", default=",".join(FINAL_RUNS), help=f"final runs from {list(FINAL_RUNS)}")
     parser.add_argument("--fresh", action="store_true", help="re-run stages whose outputs exist")
+    parser.add_argument("--also-runs-on", default="", choices=["", "cam seeds", "cam+crf seeds"],
+                        help="also train final runs on these seeds (rows named '<run> on <seeds>')")
+    parser.add_argument("--also-runs", default=None, help="the final runs trained on --also-runs-on (default: --runs)")
     args = parser.parse_args(argv)
     names = [n for n in args.runs.split(",") if n]
     if unknown := [n for n in names if n not in FINAL_RUNS]:
@@ -159,14 +162,23 @@ def main() -> int:
     results["seeds_used"] = chosen["name"]
 
     # 3. segmenters on the seeds, and the full-supervision reference
-    for name in names:
-        run_dir = out / name.replace("+", "_")
-        cmd = wsdeploy(["train", "--data", data, "--supervision", "tags", "--seeds", chosen["seeds"],
-                        "--out-dir", str(run_dir), "--no-progress", *passthrough, *FINAL_RUNS[name]],
-                       run_dir / "model.pt")
-        results["runs"].append(final_row(name, run_dir / "model.pt", cmd))
-        print(f"[{name}] val mIoU {results['runs'][-1]['miou']:.4f}", flush=True)
-        save()
+    seed_sets = [(chosen, "", names)]
+    if args.also_runs_on and args.also_runs_on != chosen["name"]:
+        also = names if args.also_runs is None else [n for n in args.also_runs.split(",") if n]
+        if unknown := [n for n in also if n not in FINAL_RUNS]:
+            parser.error(f"unknown --also-runs {unknown}; choose from {list(FINAL_RUNS)}")
+        suffix = "_on_" + args.also_runs_on.split()[0].replace("+", "_")
+        seed_sets.append((seed_rows[args.also_runs_on], suffix, also))
+    for seeds_row, suffix, run_names in seed_sets:
+        for name in run_names:
+            run_dir = out / (name.replace("+", "_") + suffix)
+            cmd = wsdeploy(["train", "--data", data, "--supervision", "tags", "--seeds", seeds_row["seeds"],
+                            "--out-dir", str(run_dir), "--no-progress", *passthrough, *FINAL_RUNS[name]],
+                           run_dir / "model.pt")
+            label = name if not suffix else f"{name} on {seeds_row['name']}"
+            results["runs"].append(final_row(label, run_dir / "model.pt", cmd))
+            print(f"[{label}] val mIoU {results['runs'][-1]['miou']:.4f}", flush=True)
+            save()
     if args.full_model:
         full_card, _ = read_checkpoint(args.full_model)
         results["runs"].append(final_row("full", Path(args.full_model), full_card.training.get("command")))
