@@ -5,6 +5,11 @@ environment, only rank 0 logs and writes files, autocast and GradScaler are no-o
 off, gradients accumulate over micro-batches (DDP syncs on the last one only), the learning rate
 is a function of the step.
 
+What is trained follows `config.resolved_method`: a segmenter on masks or scribbles ("segment",
+pCE + regularizers), a CAM classifier on image-level tags ("classifier", multi-label soft margin,
+evaluated by tag mAP), or a segmenter on CAM seeds read as partial labels from `config.seeds`
+("seeds-rloss": pCE + regularizers; "sec": SEC's seed / expand / constrain losses).
+
 Files in `config.out_dir` (written by rank 0, atomically):
     config.yaml          the run's TrainConfig
     last.pt              training state every `checkpoint_every` steps and at the end (`--resume`)
