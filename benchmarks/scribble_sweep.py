@@ -1,9 +1,9 @@
-"""Why does a regularizer help little? Sweep the dense-CRF loss's weight and colour bandwidth.
+"""Why does a regularizer help little? Sweep the dense-CRF loss's weight, bandwidth, switch-on and scale.
 
 The scribble issue asks, before a regularizer is reported as not helping, to find out why:
-weight, sigma, scale, when it is switched on. This sweep covers the weight and sigma_rgb of the
-dense-CRF loss; the scale (0.5) and switch-on step (1000) stay at the table's values (there was
-no CPU time left for those runs). Each variant is one `wsdeploy train` run with the
+weight, sigma, scale, when it is switched on. This sweep covers the dense-CRF loss's weight and
+sigma_rgb, and at weight 1.0 its switch-on step (0 instead of 1000) and scale (1.0 instead of
+0.5). Each variant is one `wsdeploy train` run with the
 scribble table's flags (passed after `--`) plus the variant's own flags (which win: argparse keeps
 the last value). Runs already trained with the same command are reused.
 
@@ -32,6 +32,8 @@ VARIANTS = {
     "crf_rgb30_w1": "--losses pce,crf --crf-sigma-rgb 30 --crf-weight 1.0",
     "crf_rgb15_w1": "--losses pce,crf --crf-sigma-rgb 15 --crf-weight 1.0",
     "crf_rgb15_w0.25": "--losses pce,crf --crf-sigma-rgb 15 --crf-weight 0.25",
+    "crf_rgb30_w1_from0": "--losses pce,crf --crf-sigma-rgb 30 --crf-weight 1.0 --regularizers-from-step 0",
+    "crf_rgb30_w1_scale1": "--losses pce,crf --crf-sigma-rgb 30 --crf-weight 1.0 --crf-scale 1.0",
 }
 
 
