@@ -15,6 +15,7 @@ import torch.nn.functional as F
 __all__ = [
     "check_probs",
     "check_image_valid",
+    "check_label_map",
     "check_positive",
     "check_relaxation",
     "check_scale_factor",
@@ -39,6 +40,26 @@ def check_probs(probs: torch.Tensor, name: str = "probs") -> None:
             f"expected K >= 2 classes in {name} (B, K, H, W), got K={probs.shape[1]} "
             f"(binary segmentation uses two channels, background and foreground)"
         )
+
+
+def check_label_map(
+    labels: torch.Tensor, like: torch.Tensor, *, name: str, like_name: str, hint: str = ""
+) -> None:
+    """Raise unless `labels` is an integer (B, H, W) tensor matching `like` (B, K, H, W) in
+    batch, size and device; `hint` is appended to the shape error."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
+    b, _, h, w = like.shape
+    if tuple(labels.shape) != (b, h, w):
+        raise ValueError(
+            f"expected {name} (B, H, W) = {(b, h, w)} to match {like_name} {tuple(like.shape)}, "
+            f"got {tuple(labels.shape)}{hint}"
+        )
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise TypeError(f"expected {name} to be an integer tensor (int64), got {labels.dtype}")
+    if labels.device != like.device:
+        verb = "are" if name.endswith("s") else "is"
+        raise ValueError(f"{name} {verb} on {labels.device} but {like_name} on {like.device}")
 
 
 def check_image_valid(

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._loss_inputs import check_image_valid, check_probs, check_weight, compute_dtype
+from ._loss_inputs import check_image_valid, check_label_map, check_probs, check_weight, compute_dtype
 
 __all__ = ["EntropyLoss", "entropy_loss", "partial_cross_entropy"]
 
@@ -38,18 +38,10 @@ def partial_cross_entropy(
         () scalar in logits' dtype (summed in float32 or wider).
     """
     check_probs(logits, "logits")
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    b, _, h, w = logits.shape
-    if tuple(target.shape) != (b, h, w):
-        raise ValueError(
-            f"expected target (B, H, W) = {(b, h, w)} to match logits {tuple(logits.shape)}, "
-            f"got {tuple(target.shape)}; upsample the logits to the target's resolution"
-        )
-    if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
-        raise TypeError(f"expected target to be an integer tensor (int64), got {target.dtype}")
-    if target.device != logits.device:
-        raise ValueError(f"target is on {target.device} but logits on {logits.device}")
+    check_label_map(
+        target, logits, name="target", like_name="logits",
+        hint="; upsample the logits to the target's resolution",
+    )
     target = target.long()
     labelled = (target != ignore_index) & (target != pad_index)  # (B, H, W)
     target = torch.where(labelled, target, torch.full_like(target, ignore_index))

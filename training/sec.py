@@ -49,7 +49,7 @@ from torch import nn
 from wsdeploy.crf import CRFParams, dense_crf
 from wsdeploy.data.transforms import IGNORE_LABEL, PAD_LABEL
 
-from ._loss_inputs import check_image_valid, check_probs, check_weight, compute_dtype
+from ._loss_inputs import check_image_valid, check_label_map, check_probs, check_weight, compute_dtype
 
 __all__ = [
     "SEC_CRF_PARAMS",
@@ -187,18 +187,7 @@ def seeding_loss(
         () scalar in probs' dtype, >= 0.
     """
     check_probs(probs)
-    b, _, h, w = probs.shape
-    if not isinstance(seeds, torch.Tensor):
-        raise TypeError(f"seeds must be a torch.Tensor, got {type(seeds).__name__}")
-    if tuple(seeds.shape) != (b, h, w):
-        raise ValueError(
-            f"expected seeds (B, H, W) = {(b, h, w)} to match probs {tuple(probs.shape)}, "
-            f"got {tuple(seeds.shape)}"
-        )
-    if seeds.dtype == torch.bool or seeds.is_floating_point() or seeds.is_complex():
-        raise TypeError(f"expected seeds to be an integer tensor (int64), got {seeds.dtype}")
-    if seeds.device != probs.device:
-        raise ValueError(f"seeds are on {seeds.device} but probs on {probs.device}")
+    check_label_map(seeds, probs, name="seeds", like_name="probs")
     seeded = (seeds != ignore_index) & (seeds != pad_index)  # (B, H, W)
     index = torch.where(seeded, seeds.long(), 0)[:, None]  # (B, 1, H, W)
     log_p = _log(probs.to(compute_dtype(probs.dtype)).gather(1, index)[:, 0])  # (B, H, W)
