@@ -10,22 +10,11 @@ from wsdeploy.training import AnnotateConfig, annotate
 from wsdeploy.training.annotate_colour import colour_log_likelihood, colour_log_posterior, fit_colour_model
 from wsdeploy.training.annotate_image import keep_scribbled_regions
 
-
-def two_colours(h: int = 24, w: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Red left half (class 0), blue right half (class 1), light noise; a stroke in each half."""
-    rng = np.random.default_rng(0)
-    truth = np.zeros((h, w), np.uint8)
-    truth[:, w // 2:] = 1
-    image = np.where(truth[..., None] == 0, [200, 40, 40], [40, 40, 200]).astype(np.float64)
-    image = (image + rng.normal(0, 8, image.shape)).clip(0, 255).astype(np.uint8)
-    scribbles = np.full((h, w), 255, np.uint8)
-    scribbles[h // 3: 2 * h // 3, 3] = 0
-    scribbles[h // 3: 2 * h // 3, w - 4] = 1
-    return image, scribbles, truth
+from .test_annotate import two_halves
 
 
-def test_colour_model_separates_two_colours():
-    image, scribbles, truth = two_colours()
+def test_colour_model_separates_two_halves():
+    image, scribbles, truth = two_halves()
     model = fit_colour_model(image, scribbles, num_classes=2, components=3)
     log_post = colour_log_posterior(model, image)
     assert log_post.shape == (2, *truth.shape) and log_post.dtype == np.float32
@@ -51,7 +40,7 @@ def test_colour_likelihood_matches_a_single_gaussian_by_hand():
 
 
 def test_colour_model_edge_cases():
-    image, scribbles, _ = two_colours()
+    image, scribbles, _ = two_halves()
     flat = np.full_like(image, 100)  # one colour: fewer distinct pixels than components
     model = fit_colour_model(flat, scribbles, num_classes=3, components=5)  # class 2 has no stroke
     log_post = colour_log_posterior(model, flat)
@@ -90,7 +79,7 @@ def test_keep_scribbled_regions_relabels_unscribbled_regions():
 
 
 def test_colour_loss_is_reported_and_settings_are_checked():
-    image, scribbles, truth = two_colours()
+    image, scribbles, truth = two_halves()
     result = annotate(image, scribbles, config=AnnotateConfig(size=32, steps=30, crf_iterations=2))
     assert "colour" in result.losses
     assert (result.labels == truth).mean() == 1.0
