@@ -28,13 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scribble_table import _normalised
+from scribble_table import dataset_description, results_header, split_passthrough, trained_with
 
 from wsdeploy.atomic import atomic_write_text
 from wsdeploy.checkpoint import read_checkpoint
 from wsdeploy.data.datasets import SegmentationDataset
 from wsdeploy.data.image_io import read_label_png
-from wsdeploy.environment import library_versions, machine_info
 
 FINAL_RUNS = {  # name -> extra `wsdeploy train` flags (after the passthrough ones)
     "seeds+pce": ["--method", "seeds-rloss", "--losses", "pce"],
@@ -45,11 +44,7 @@ FINAL_RUNS = {  # name -> extra `wsdeploy train` flags (after the passthrough on
 
 
 def main() -> int:
-    argv = sys.argv[1:]
-    passthrough: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, passthrough = argv[:i], argv[i + 1 :]
+    argv, passthrough = split_passthrough(sys.argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="dataset folder with images, masks, tags.txt, splits")
     parser.add_argument("--out-dir", default="runs/imagelevel", help="one sub-folder per stage")
@@ -71,14 +66,7 @@ def main() -> int:
 
     out = Path(args.out_dir)
     data = args.data
-    manifest = Path(data) / "dataset.json"
-    results: dict[str, Any] = {
-        "machine": machine_info(),
-        "versions": library_versions(),
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "dataset": json.loads(manifest.read_text()) if manifest.is_file() else {"path": args.data},
-        "runs": [],
-    }
+    results: dict[str, Any] = {**results_header(), "dataset": dataset_description(data), "runs": []}
 
     def save() -> None:  # partial results survive a crash
         atomic_write_text(args.json, json.dumps(results, indent=2))
@@ -88,8 +76,7 @@ def main() -> int:
         stamp = done.parent / (done.name + ".command")
         if not args.fresh and done.exists():
             if cmd[0] == "train":  # the model card records the command, in canonical form
-                recorded = read_checkpoint(done)[0].training.get("command")
-                same = recorded is not None and shlex.split(recorded) == _normalised(["wsdeploy", *cmd])
+                same = trained_with(done, ["wsdeploy", *cmd])
             else:
                 same = stamp.is_file() and stamp.read_text() == text
             if same:

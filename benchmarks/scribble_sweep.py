@@ -17,10 +17,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from scribble_table import run_jobs
+from scribble_table import results_header, run_jobs, split_passthrough
 
 from wsdeploy.atomic import atomic_write_text
-from wsdeploy.environment import library_versions, machine_info
 
 # name -> flags added to the table's. Colour statistics of the synthetic scenes (measured on 40
 # train images): per-channel std inside a region median 11.8 (p90 23.4), so two pixels of one
@@ -38,11 +37,7 @@ VARIANTS = {
 
 
 def main() -> int:
-    argv = sys.argv[1:]
-    passthrough: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, passthrough = argv[:i], argv[i + 1 :]
+    argv, passthrough = split_passthrough(sys.argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="dataset folder with scribbles/ and masks/")
     parser.add_argument("--out-dir", default="runs/sweep", help="one sub-folder per variant")
@@ -62,9 +57,7 @@ def main() -> int:
     ]
     done = run_jobs(jobs, parallel=args.parallel, threads=args.threads, reuse=True)
     results = {
-        "machine": machine_info(),
-        "versions": library_versions(),
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        **results_header(),
         "threads_per_run": args.threads or (1 if args.parallel > 1 else None),  # None: torch's default
         "runs": [dict(done[(name, 0)], flags=VARIANTS[name]) for name in names],
     }

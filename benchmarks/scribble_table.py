@@ -39,11 +39,7 @@ RUNS = {  # name -> (supervision, losses)
 
 
 def main() -> int:
-    argv = sys.argv[1:]
-    passthrough: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, passthrough = argv[:i], argv[i + 1 :]
+    argv, passthrough = split_passthrough(sys.argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="dataset folder with masks/ and scribbles/")
     parser.add_argument("--out-dir", default="runs/scribble_table", help="one sub-folder per run")
@@ -62,13 +58,10 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown runs {unknown}; choose from {list(RUNS)}")
 
-    dataset_manifest = Path(args.data) / "dataset.json"
     results = {
-        "machine": machine_info(),
-        "versions": library_versions(),
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        **results_header(),
         "threads_per_run": args.threads or (1 if args.parallel > 1 else None),  # None: torch's default
-        "dataset": json.loads(dataset_manifest.read_text()) if dataset_manifest.is_file() else {"path": args.data},
+        "dataset": dataset_description(args.data),
         "runs": [],
     }
     jobs = []  # (name, seed, cmd, out)
@@ -107,11 +100,9 @@ def run_jobs(
     def one(job: tuple[str, int, list[str], Path]) -> dict:
         name, seed, cmd, out = job
         text = " ".join(shlex.quote(c) for c in cmd)
-        if reuse and (out / "model.pt").is_file():
-            recorded = read_checkpoint(out / "model.pt")[0].training.get("command")
-            if recorded is not None and shlex.split(recorded) == _normalised(cmd):
-                print(f"[{name} seed {seed}] reusing {out}", flush=True)
-                return summarise_run(name, out, text)
+        if reuse and trained_with(out / "model.pt", cmd):
+            print(f"[{name} seed {seed}] reusing {out}", flush=True)
+            return summarise_run(name, out, text)
         print(f"[{name} seed {seed}] {text}", flush=True)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "wsdeploy", *cmd[1:]], check=True, env=env)
@@ -124,6 +115,38 @@ def run_jobs(
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         rows = list(pool.map(one, jobs))
     return {(job[0], job[1]): row for job, row in zip(jobs, rows)}
+
+
+def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the script's own arguments, the `wsdeploy train` flags after `--`)."""
+    if "--" not in argv:
+        return argv, []
+    i = argv.index("--")
+    return argv[:i], argv[i + 1 :]
+
+
+def results_header() -> dict:
+    """machine, versions and this script's command line: the head of every results JSON."""
+    return {
+        "machine": machine_info(),
+        "versions": library_versions(),
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+    }
+
+
+def dataset_description(data: str) -> dict:
+    """The dataset's `dataset.json` (generator, seed, sizes), or just its path."""
+    manifest = Path(data) / "dataset.json"
+    return json.loads(manifest.read_text()) if manifest.is_file() else {"path": data}
+
+
+def trained_with(model_path: Path, cmd: list[str]) -> bool:
+    """Whether `model_path` exists and its model card records `cmd` (`wsdeploy train ...`),
+    compared in the trainer's canonical form (flag order and number spelling do not matter)."""
+    if not model_path.is_file():
+        return False
+    recorded = read_checkpoint(model_path)[0].training.get("command")
+    return recorded is not None and shlex.split(recorded) == _normalised(cmd)
 
 
 def _normalised(cmd: list[str]) -> list[str]:
