@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsdeploy.atomic import atomic_path
-from wsdeploy.checkpoint import load_untrusted
+from wsdeploy.checkpoint import atomic_torch_save, load_untrusted
 from wsdeploy.training.config import TrainConfig, config_from_dict, config_to_dict
 
 __all__ = [
@@ -93,6 +92,9 @@ def save_train_state(
 ) -> None:
     """Write the training state atomically (temp file + rename); tensors moved to CPU.
 
+    A write that fails (disk full, read-only folder) raises `OSError` naming the file and leaves
+    the previous `last.pt` intact, so `--resume` loses at most one checkpoint interval.
+
     Args:
         model: the unwrapped model (not the DDP wrapper).
         rng: one `capture_rng()` dict per rank, in rank order.
@@ -109,8 +111,7 @@ def save_train_state(
         "scaler": scaler.state_dict(),
         "rng": [_to_cpu(r) for r in rng],
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    atomic_torch_save(payload, path)
 
 
 def _to_cpu(obj: Any) -> Any:

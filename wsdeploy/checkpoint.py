@@ -28,7 +28,8 @@ from wsdeploy.data.image_io import IMAGENET_MEAN, IMAGENET_STD
 from wsdeploy.environment import library_versions
 
 __all__ = [
-    "CARD_FORMAT_VERSION", "ModelCard", "load_checkpoint", "load_untrusted", "read_checkpoint", "save_checkpoint",
+    "CARD_FORMAT_VERSION", "ModelCard", "atomic_torch_save", "load_checkpoint", "load_untrusted", "read_checkpoint",
+    "save_checkpoint",
 ]
 
 CARD_FORMAT_VERSION = 1
@@ -118,8 +119,50 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, card: ModelCard) 
     """Write weights + card atomically (temp file + rename), tensors moved to CPU."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": _FORMAT_TAG, "card": card.to_dict(), "state_dict": state}
+    atomic_torch_save(payload, path)
+
+
+class _FullWriter:
+    """A file-like `write` that writes everything or raises, and remembers the OSError.
+
+    torch.save turns a failed write into an opaque RuntimeError ("unexpected pos ..."); keeping the
+    OSError lets `atomic_torch_save` say "disk full" instead.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                view = view[self.raw.write(view):]
+        except OSError as exc:
+            self.error = exc
+            raise
+        return len(data) if isinstance(data, (bytes, bytearray)) else memoryview(data).nbytes
+
+    def flush(self) -> None:
+        pass
+
+
+def atomic_torch_save(payload: Any, path: str | os.PathLike) -> None:
+    """`torch.save(payload)` to `path` atomically: a failed write leaves the previous file intact.
+
+    Raises:
+        OSError: the disk is full, the folder is read-only, ... (the message names `path` and the
+            cause; `torch.save`'s own RuntimeError would not).
+    """
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        with open(tmp, "wb", buffering=0) as raw:
+            writer = _FullWriter(raw)
+            try:
+                torch.save(payload, writer)
+            except RuntimeError:
+                if writer.error is None:
+                    raise
+                raise writer.error from None
 
 
 def load_untrusted(path: Path) -> Any:
