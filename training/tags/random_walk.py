@@ -242,6 +242,8 @@ def propagate_cams(
             raise ValueError(f"background_alpha must be a positive number or None, got {background_alpha!r}")
         peak = x.amax(dim=1, keepdim=True) if x.shape[1] else torch.zeros_like(x[:, :1])
         x = torch.cat([(1 - peak).clamp(0, 1).pow(background_alpha), x], dim=1)  # (B, 1 + T, H, W)
+    if x.shape[1] == 0:  # no tag and no background channel: nothing to walk
+        return x.clone()
     x = F.pad(x, (0, w * s - ww, 0, h * s - hh))
     pooled = F.avg_pool2d(x, s) if s > 1 else x  # (B, C, h, w)
     walked = random_walk(pooled, affinity, radius=radius, beta=beta, steps=steps)
