@@ -42,7 +42,7 @@ from wsdeploy.crf import CRFParams
 from wsdeploy.data.image_io import read_image, read_label_png, write_image
 from wsdeploy.environment import library_versions, machine_info
 from wsdeploy.training import AnnotateConfig
-from wsdeploy.training.annotate_image import annotate
+from wsdeploy.training.annotate.image import annotate
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "grabcut13"

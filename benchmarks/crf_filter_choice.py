@@ -41,7 +41,7 @@ from wsdeploy.crf._grid import build_separable_gaussian
 from wsdeploy.crf._lattice import build_lattice
 from wsdeploy.crf._operator import make_operator
 from wsdeploy.crf._reference import exact_filter
-from wsdeploy.crf.filter import pixel_features
+from wsdeploy.crf.kernel import pixel_features
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "grabcut13" / "images"  # shared/ beside the checkout
 

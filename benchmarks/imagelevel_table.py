@@ -191,8 +191,8 @@ def final_row(name: str, model_path: Path, command: str | None) -> dict[str, Any
 def seed_statistics(data: str, seeds_dir: Path) -> dict[str, float | None]:
     """Seeds of the train split against its dense masks: precision, coverage and mIoU with
     unseeded pixels ignored or counted as background (as wrong, without a background class)."""
-    from wsdeploy.training.seeds import seed_stats
-    from wsdeploy.training.tags import dataset_background_index
+    from wsdeploy.training.tags.seeds import seed_stats
+    from wsdeploy.training.tags.targets import dataset_background_index
 
     dataset = SegmentationDataset(data, split="train", labels="masks")
     background = dataset_background_index(dataset)

@@ -96,8 +96,8 @@ class Expected:
 
 
 def make_images(n: int, size: int) -> list[np.ndarray]:
-    from wsdeploy.data.synthetic_config import SyntheticConfig
-    from wsdeploy.data.synthetic_scene import render_scene
+    from wsdeploy.data.synthetic.config import SyntheticConfig
+    from wsdeploy.data.synthetic.scene import render_scene
 
     config = SyntheticConfig(size=size)
     return [render_scene(1000 + i, config=config).image for i in range(n)]

@@ -12,11 +12,11 @@ import torch
 
 from wsdeploy.checkpoint import ModelCard
 from wsdeploy.data.image_io import read_image
+from wsdeploy.data.index import IMAGE_SUFFIXES
 from wsdeploy.runtime import DEFAULT_MODEL_PATH, preprocess
 
-__all__ = ["IMAGE_SUFFIXES", "default_check_images", "image_files", "load_images", "network_inputs"]
+__all__ = ["default_check_images", "image_files", "load_images", "network_inputs"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEMO_IMAGES = DEFAULT_MODEL_PATH.parent / "demo_data" / "images"
 
 

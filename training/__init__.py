@@ -2,7 +2,7 @@
 torchrun, checkpoints, resume).
 
     from wsdeploy.training import TrainConfig, train
-    path = train(TrainConfig(data="data/shapes", losses="pce,crf", steps=2000))
+    path = train(TrainConfig(data="data/synthetic", losses="pce,crf", steps=2000))
 
     from wsdeploy.training import annotate
     mask = annotate("photo.jpg", "photo_scribbles.png").labels   # (H, W) uint8
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from wsdeploy.training.annotate_config import AnnotateConfig
+from wsdeploy.training import annotate
+from wsdeploy.training.annotate.config import AnnotateConfig
 from wsdeploy.training.config import TrainConfig, load_config
 
 __all__ = ["AnnotateConfig", "AnnotateResult", "TrainConfig", "annotate", "load_config", "train"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from wsdeploy.training.annotate_image import AnnotateResult, annotate
+    from wsdeploy.training.annotate.image import AnnotateResult
     from wsdeploy.training.trainer import train
 
 
@@ -29,8 +30,8 @@ def __getattr__(name: str) -> Any:
         from wsdeploy.training.trainer import train
 
         return train
-    if name in ("annotate", "AnnotateResult"):
-        from wsdeploy.training import annotate_image as _module
+    if name == "AnnotateResult":
+        from wsdeploy.training.annotate.image import AnnotateResult
 
-        return getattr(_module, name)
+        return AnnotateResult
     raise AttributeError(f"module 'wsdeploy.training' has no attribute {name!r}")

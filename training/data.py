@@ -85,7 +85,7 @@ class SeededAugmentation(Dataset):
     Args:
         dataset: returns item dicts with `image` (H, W, 3) uint8 and `label` (H, W) uint8 or
             None (image-level tags only).
-        transform: a `wsdeploy.data.transforms.PairTransform` (e.g. `train_transform(...)`);
+        transform: a `wsdeploy.training.transforms.PairTransform` (e.g. `train_transform(...)`);
             its albumentations `compose` is reseeded with (seed, slot) before each item.
         seed: base seed.
 

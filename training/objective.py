@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wsdeploy.data.transforms import IGNORE_LABEL, PAD_LABEL
+from wsdeploy.data.labels import IGNORE_LABEL, PAD_LABEL
 from wsdeploy.training.config import TrainConfig
 
 __all__ = ["build_regularizers", "compute_losses"]
@@ -101,7 +101,7 @@ def classifier_losses(logits: Tensor, targets: Tensor) -> tuple[Tensor, dict[str
 def sec_losses(
     logits: Tensor, label: Tensor, rgb: Tensor, tags: Tensor, sec: nn.Module
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """SEC's seed / expand / constrain terms at the logits' resolution (see `wsdeploy.training.sec`).
+    """SEC's seed / expand / constrain terms at the logits' resolution (see `wsdeploy.training.losses.sec`).
 
     Args:
         logits: (B, K, h, w) network output.

@@ -37,22 +37,22 @@ from tqdm import tqdm
 
 from wsdeploy.atomic import atomic_write_text
 from wsdeploy.checkpoint import ModelCard, save_checkpoint
-from wsdeploy.data.collate import collate_segmentation, tags_to_multihot
+from wsdeploy.training.collate import collate_segmentation, tags_to_multihot
 from wsdeploy.data.datasets import SegmentationDataset
 from wsdeploy.data.image_io import IMAGENET_MEAN, IMAGENET_STD
-from wsdeploy.data.layouts import format_ids
-from wsdeploy.data.transforms import train_transform, val_transform
+from wsdeploy.data.index import format_ids
+from wsdeploy.training.transforms import train_transform, val_transform
 from wsdeploy.models import CAMClassifier, SegmentationModel, build_model, list_models
 from wsdeploy.training.config import RESUMABLE_CHANGES, TrainConfig, config_to_dict
 from wsdeploy.training.data import ResumableSampler, SeededAugmentation, ShardSampler
 from wsdeploy.training.distributed import DistContext, all_gather_objects, all_reduce_sum
 from wsdeploy.training.evaluate import evaluate
-from wsdeploy.training.evaluate_tags import evaluate_classifier
+from wsdeploy.training.tags.evaluate import evaluate_classifier
 from wsdeploy.training.objective import build_regularizers, classifier_losses, compute_losses, sec_losses
 from wsdeploy.training.optim import build_optimizer, lr_at, set_lr
 from wsdeploy.training.run_log import RunLog
 from wsdeploy.training.state import capture_rng, load_train_state, restore_rng, save_train_state
-from wsdeploy.training.tags import dataset_background_index, foreground_indices, tags_to_foreground_multihot
+from wsdeploy.training.tags.targets import dataset_background_index, foreground_indices, tags_to_foreground_multihot
 from wsdeploy.visualize import default_palette
 
 __all__ = ["train"]
@@ -165,7 +165,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
     regularizers = {n: m.to(ctx.device) for n, m in build_regularizers(config).items()}
     sec = None
     if method == "sec":
-        from wsdeploy.training.sec import SECLoss
+        from wsdeploy.training.losses.sec import SECLoss
 
         sec = SECLoss(
             len(classes), background_index=background, seed_weight=config.sec_seed_weight,

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from wsdeploy.training.cam import read_cam, read_cam_manifest
+from wsdeploy.training.tags.cam import read_cam, read_cam_manifest
 
 from wsdeploy.checkpoint import ModelCard, save_checkpoint
 from wsdeploy.cli.main import main

@@ -16,8 +16,8 @@ import torch
 
 from wsdeploy.data.image_io import read_label_png, write_image, write_label_png
 from wsdeploy.training import AnnotateConfig, annotate
-from wsdeploy.training.annotate_kernel import ImageKernel, dense_crf_term, normalized_cut_term
 from wsdeploy.training.losses import dense_crf_loss, normalized_cut_loss
+from wsdeploy.training.losses.dense import loss_kernel
 
 ROOT = Path(__file__).resolve().parents[2]
 GRABCUT = ROOT.parent / "shared" / "data" / "grabcut13"
@@ -106,21 +106,27 @@ def test_bad_settings_give_clear_errors():
         annotate(*two_halves()[:2], num_classes=1, config=FAST)
 
 
-def test_fixed_image_kernel_matches_the_library_losses():
+def test_prebuilt_kernel_gives_the_losses_exactly():
+    """annotate builds the kernel once (loss_kernel) and passes it to every step's loss: the
+    value must be the one the loss computes from the image itself, to the last bit."""
     torch.manual_seed(0)
-    image = (torch.rand(20, 30, 3) * 255).to(torch.uint8)
-    probs = torch.randn(1, 3, 20, 30).softmax(1)
-    kernel = ImageKernel(image, sigma_xy=5.0, sigma_rgb=15.0)
-    chw = image.permute(2, 0, 1)[None]
-    expected = dense_crf_loss(probs, chw, sigma_xy=5.0, sigma_rgb=15.0, scale_factor=1.0)
-    torch.testing.assert_close(dense_crf_term(probs[0], kernel), expected, rtol=1e-5, atol=1e-6)
-    expected = normalized_cut_loss(probs, chw, sigma_xy=5.0, sigma_rgb=15.0, scale_factor=1.0)
-    torch.testing.assert_close(normalized_cut_term(probs[0], kernel), expected, rtol=1e-5, atol=1e-6)
+    image = (torch.rand(2, 3, 20, 30) * 255).to(torch.uint8)
+    probs = torch.randn(2, 3, 20, 30).softmax(1)
+    valid = torch.rand(2, 20, 30) > 0.1
+    for scale in (1.0, 0.5):
+        args = dict(sigma_xy=5.0, sigma_rgb=15.0, scale_factor=scale)
+        kernel = loss_kernel(image, **args)
+        for loss in (dense_crf_loss, normalized_cut_loss):
+            assert torch.equal(loss(probs, None, valid, kernel=kernel, **args), loss(probs, image, valid, **args))
+    with pytest.raises(ValueError, match="the kernel was built for 2 images of 10x15"):
+        dense_crf_loss(probs, None, kernel=loss_kernel(image, **args), scale_factor=1.0)
+    with pytest.raises(ValueError, match="or a prebuilt kernel"):
+        dense_crf_loss(probs, None)
 
 
 def test_import_stays_light():
-    code = ("import sys, wsdeploy.training as t; assert 'wsdeploy.training.annotate_image' not in sys.modules; "
-            "assert callable(t.annotate) and t.annotate.__name__ == 'annotate'")
+    code = ("import sys, wsdeploy.training as t; assert 'wsdeploy.training.annotate.image' not in sys.modules; "
+            "assert callable(t.annotate) and t.annotate.__name__.rsplit('.', 1)[-1] == 'annotate'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -1,4 +1,4 @@
-"""wsdeploy.training.annotate's colour model (`annotate_colour`) and its scribbled-region filter
+"""wsdeploy.training.annotate's colour model (`colour`) and its scribbled-region filter
 (`keep_scribbled_regions`), on small generated images."""
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from wsdeploy.training import AnnotateConfig, annotate
-from wsdeploy.training.annotate_colour import colour_log_likelihood, colour_log_posterior, fit_colour_model
-from wsdeploy.training.annotate_image import keep_scribbled_regions
+from wsdeploy.training.annotate.colour import colour_log_likelihood, colour_log_posterior, fit_colour_model
+from wsdeploy.training.annotate.image import keep_scribbled_regions
 
-from .test_annotate import two_halves
+from tests.training.test_annotate import two_halves
 
 
 def test_colour_model_separates_two_halves():

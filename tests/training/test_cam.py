@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from wsdeploy.training.cam import (
+from wsdeploy.training.tags.cam import (
     cam_lookup,
     class_mapping,
     compute_cams,
@@ -19,7 +19,7 @@ from wsdeploy.training.cam import (
     write_cam,
     write_cam_manifest,
 )
-from wsdeploy.training.tags import background_index, dataset_background_index
+from wsdeploy.training.tags.targets import background_index, dataset_background_index
 
 from wsdeploy.checkpoint import ModelCard
 from wsdeploy.data.datasets import SegmentationDataset

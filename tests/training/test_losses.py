@@ -26,7 +26,7 @@ from wsdeploy.training.losses import (
     normalized_cut_loss,
 )
 
-from . import loss_reference as R
+from tests.training import loss_reference as R
 
 H, W, K = 6, 7, 3
 SIGMAS = {"sigma_xy": 4.0, "sigma_rgb": 20.0}

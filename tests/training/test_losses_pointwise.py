@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from wsdeploy.training.losses import EntropyLoss, entropy_loss, partial_cross_entropy
 
-from . import loss_reference as R
+from tests.training import loss_reference as R
 
 
 def make_logits(b=2, k=4, h=5, w=6, dtype=torch.float64, seed=0):

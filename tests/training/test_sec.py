@@ -1,4 +1,4 @@
-"""SEC's losses (training/sec.py) on hand-computed cases and a brute-force GWRP (float64)."""
+"""SEC's losses (training/losses/sec.py) on hand-computed cases and a brute-force GWRP (float64)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from wsdeploy.training import sec
-from wsdeploy.training.sec import (
+from wsdeploy.training.losses import sec
+from wsdeploy.training.losses.sec import (
     SEC_CRF_PARAMS,
     SECLoss,
     constrain_loss,

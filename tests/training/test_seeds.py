@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from wsdeploy.training.seeds import (
+from wsdeploy.training.tags.seeds import (
     SeedStats,
     cams_to_labels,
     make_seeds,

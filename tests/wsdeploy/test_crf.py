@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from wsdeploy.crf import CRFParams, bilateral_filter, dense_crf
+from wsdeploy.crf import BilateralKernel, CRFParams, bilateral_filter, dense_crf
 from wsdeploy.crf._grid import build_separable_gaussian
 from wsdeploy.crf._lattice import build_lattice
 from wsdeploy.crf._operator import lattice_norm, make_operator
 from wsdeploy.crf._reference import exact_bilateral_filter, exact_dense_crf, exact_filter
-from wsdeploy.crf.filter import pixel_features
+from wsdeploy.crf.kernel import pixel_features
 
 # Stated accuracy of the lattice against the exact Gaussian kernel (relative L2 error over the
 # image after the best single scale; the scale itself is data-dependent, see filter.py).
@@ -113,32 +113,49 @@ def test_fused_operator_equals_sum_of_parts() -> None:
 # ---------------------------------------------------------------- bilateral_filter
 
 
-def test_bilateral_filter_layouts_dtypes_and_reference() -> None:
+def test_bilateral_filter_dtypes_and_reference() -> None:
     h, w = 20, 30
-    img = torch.from_numpy(np.stack([_smooth_image(h, w, s) for s in (5, 6)]))  # (2, H, W, 3)
+    img = torch.from_numpy(np.stack([_smooth_image(h, w, s) for s in (5, 6)])).permute(0, 3, 1, 2)  # (2, 3, H, W)
     values = torch.rand(2, 4, h, w)
     out = bilateral_filter(values, img, sigma_xy=6.0, sigma_rgb=15.0)
     assert out.shape == values.shape and out.dtype == values.dtype
-    chw = bilateral_filter(values, img.permute(0, 3, 1, 2).float(), sigma_xy=6.0, sigma_rgb=15.0)
-    torch.testing.assert_close(out, chw)
+    as_float = bilateral_filter(values, img.float(), sigma_xy=6.0, sigma_rgb=15.0)
+    assert torch.equal(out, as_float)
     half = bilateral_filter(values.half(), img, sigma_xy=6.0, sigma_rgb=15.0)
     assert half.dtype == torch.float16
     torch.testing.assert_close(half.float(), out, rtol=2e-2, atol=2e-2)
-    exact = exact_bilateral_filter(values[1], img[1], sigma_xy=6.0, sigma_rgb=15.0)
+    exact = exact_bilateral_filter(values[1], img[1].permute(1, 2, 0), sigma_xy=6.0, sigma_rgb=15.0)
     err, _ = _scaled_rel_error(out[1], exact)
     assert err < REL_ERROR_BILATERAL
 
 
+def test_bilateral_kernel_built_once_applies_like_the_filter() -> None:
+    h, w = 14, 17
+    img = torch.from_numpy(np.stack([_smooth_image(h, w, s) for s in (3, 4, 5)])).permute(0, 3, 1, 2)
+    kernel = BilateralKernel(img, sigma_xy=4.0, sigma_rgb=12.0)
+    first, second = torch.rand(3, 2, h, w), torch.rand(3, 5, h, w)
+    assert torch.equal(kernel(first), bilateral_filter(first, img, sigma_xy=4.0, sigma_rgb=12.0))
+    assert torch.equal(kernel(second), bilateral_filter(second, img, sigma_xy=4.0, sigma_rgb=12.0))
+    assert torch.equal(kernel.degree, kernel(torch.ones(3, 1, h, w)))
+    with pytest.raises(ValueError, match=r"expected values \(3, C, 14, 17\)"):
+        kernel(torch.rand(2, 2, h, w))
+    with pytest.raises(ValueError, match=r"expected image \(B, 3, H, W\)"):
+        BilateralKernel(img.permute(0, 2, 3, 1), sigma_xy=4.0, sigma_rgb=12.0)  # channels last
+    with pytest.raises(ValueError, match="sigma_rgb must be finite and > 0"):
+        BilateralKernel(img, sigma_xy=4.0, sigma_rgb=0.0)
+
+
 def test_bilateral_filter_gradient_is_adjoint_filter() -> None:
     h, w = 16, 18
-    img = torch.from_numpy(_smooth_image(h, w, 7))[None]
+    hwc = torch.from_numpy(_smooth_image(h, w, 7))[None]  # (1, H, W, 3)
+    img = hwc.permute(0, 3, 1, 2)
     torch.manual_seed(0)
     values = torch.rand(1, 3, h, w, requires_grad=True)
     weights = torch.rand(1, 3, h, w)
     (bilateral_filter(values, img, sigma_xy=5.0, sigma_rgb=20.0) * weights).sum().backward()
     # The gradient is the adjoint filter F* u (F is not exactly symmetric: the blur axes run
     # in reverse order in F*, which matters at the lattice's border).
-    feats = pixel_features(img[0], h, w, sigma_xy=5.0, sigma_rgb=20.0, device=torch.device("cpu"))
+    feats = pixel_features(hwc[0], h, w, sigma_xy=5.0, sigma_rgb=20.0, device=torch.device("cpu"))
     op = make_operator([build_lattice(feats)], weights=[1.0], pixel_scales=[None])
     adjoint = op(weights[0].reshape(3, h * w).t().contiguous(), transpose=True).t().reshape(1, 3, h, w)
     torch.testing.assert_close(values.grad, adjoint)
@@ -149,9 +166,11 @@ def test_bilateral_filter_gradient_is_adjoint_filter() -> None:
 
 def test_bilateral_filter_rejects_bad_input() -> None:
     v = torch.rand(1, 2, 8, 9)
-    img = torch.zeros(1, 8, 9, 3, dtype=torch.uint8)
+    img = torch.zeros(1, 3, 8, 9, dtype=torch.uint8)
     with pytest.raises(ValueError, match="expected image of shape"):
-        bilateral_filter(v, torch.zeros(1, 9, 8, 3), sigma_xy=5.0, sigma_rgb=5.0)
+        bilateral_filter(v, torch.zeros(1, 3, 9, 8), sigma_xy=5.0, sigma_rgb=5.0)
+    with pytest.raises(ValueError, match="expected image of shape"):  # channels last is not guessed
+        bilateral_filter(v, torch.zeros(1, 8, 9, 3), sigma_xy=5.0, sigma_rgb=5.0)
     with pytest.raises(ValueError, match="sigma_xy"):
         bilateral_filter(v, img, sigma_xy=0.0, sigma_rgb=5.0)
     with pytest.raises(ValueError, match="batch"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from wsdeploy.data.palette import colourise, palette
-from wsdeploy.data.scribbles import scribbles_from_mask
+from wsdeploy.data.synthetic.scribbles import scribbles_from_mask
 from wsdeploy.data.synthetic import CLASSES, SyntheticConfig, generate_dataset, image_seed, render_scene
 
 SMALL = SyntheticConfig(size=64)

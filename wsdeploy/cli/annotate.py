@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from wsdeploy.training.annotate_config import AnnotateConfig
+    from wsdeploy.training.annotate.config import AnnotateConfig
 
     chosen = {"steps": args.steps, "size": args.size, "crf_iterations": args.crf_iterations}
     return AnnotateConfig(**{k: v for k, v in chosen.items() if v is not None})
@@ -68,7 +68,7 @@ def _run_one(args: argparse.Namespace, path: Path) -> int:
         write_image,
         write_label_png,
     )
-    from wsdeploy.training.annotate_image import annotate
+    from wsdeploy.training.annotate.image import annotate
     from wsdeploy.visualize import default_palette, overlay
 
     image = read_image(path)
@@ -88,7 +88,7 @@ def _run_folder(args: argparse.Namespace, root: Path) -> int:
 
     from wsdeploy.data.folder_layout import index_folder
     from wsdeploy.data.image_io import read_label_png, write_label_png
-    from wsdeploy.training.annotate_image import annotate
+    from wsdeploy.training.annotate.image import annotate
 
     for flag in ("scribbles", "out", "overlay"):
         if getattr(args, flag) is not None:

@@ -99,7 +99,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wsdeploy.data.datasets import SegmentationDataset
-    from wsdeploy.training.tags import dataset_background_index
+    from wsdeploy.training.tags.targets import dataset_background_index
 
     _check_args(args)
     scales = _floats(args.scales, "--scales")
@@ -124,13 +124,13 @@ def _write_cams(args: argparse.Namespace, dataset: Any, scales: list[float]) -> 
     from tqdm import tqdm
 
     from wsdeploy.checkpoint import load_checkpoint
-    from wsdeploy.training.cam import (
+    from wsdeploy.training.tags.cam import (
         CAM_MANIFEST,
         compute_cams,
         write_cam,
         write_cam_manifest,
     )
-    from wsdeploy.training.tags import dataset_background_index
+    from wsdeploy.training.tags.targets import dataset_background_index
 
     model, card = load_checkpoint(args.model)
     if not card.arch.startswith("classifier_"):
@@ -164,7 +164,7 @@ def _sweep(args: argparse.Namespace, cam_dir: Path, bg: int | None) -> dict[str,
 
     from wsdeploy.atomic import atomic_write_text
     from wsdeploy.data.datasets import SegmentationDataset
-    from wsdeploy.training.seeds import pick_threshold, sweep_thresholds
+    from wsdeploy.training.tags.seeds import pick_threshold, sweep_thresholds
 
     masks = SegmentationDataset(args.data, split=args.split, labels="masks")
     fgs = _floats(args.fg_thresholds, "--fg-thresholds")
@@ -205,9 +205,9 @@ def _write_seeds(args: argparse.Namespace, dataset: Any, cam_dir: Path, fg: floa
     from wsdeploy.backends.torch_backend import resolve_device
     from wsdeploy.crf import CRFParams
     from wsdeploy.data.image_io import write_label_png
-    from wsdeploy.training.cam import cam_lookup
-    from wsdeploy.training.tags import dataset_background_index
-    from wsdeploy.training.seeds import make_seeds, refine_seeds_crf
+    from wsdeploy.training.tags.cam import cam_lookup
+    from wsdeploy.training.tags.targets import dataset_background_index
+    from wsdeploy.training.tags.seeds import make_seeds, refine_seeds_crf
 
     bg = dataset_background_index(dataset)
     k = len(dataset.classes)

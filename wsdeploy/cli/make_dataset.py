@@ -16,7 +16,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from wsdeploy.data.synthetic_config import SyntheticConfig
+    from wsdeploy.data.synthetic.config import SyntheticConfig
 
     default = SyntheticConfig()
     parser.add_argument("out", help="output folder (created; must be empty unless --overwrite)")

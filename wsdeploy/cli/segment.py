@@ -6,9 +6,10 @@ import json
 import time
 from pathlib import Path
 
+from wsdeploy.data.index import IMAGE_SUFFIXES
+
 __all__ = ["add_arguments", "collect_images", "run"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

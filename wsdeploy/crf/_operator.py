@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from ._lattice import Lattice, blur
+from wsdeploy.crf._lattice import Lattice, blur
 
 __all__ = ["LatticeOperator", "lattice_norm", "make_operator"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .filter import pixel_features
-from .params import CRFParams
+from wsdeploy.crf.kernel import pixel_features
+from wsdeploy.crf.params import CRFParams
 
 __all__ = ["exact_filter", "exact_bilateral_filter", "exact_dense_crf"]
 

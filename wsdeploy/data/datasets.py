@@ -23,14 +23,15 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from wsdeploy.data.image_io import read_image, read_label_png
-from wsdeploy.data.layouts import DatasetIndex, Sample, format_ids, index_dataset
+from wsdeploy.data.index import DatasetIndex, Sample, format_ids
+from wsdeploy.data.layouts import index_dataset
+from wsdeploy.data.labels import IGNORE_LABEL
 
 __all__ = ["LABEL_KINDS", "SegmentationDataset", "tags_from_mask"]
 
 logger = logging.getLogger(__name__)
 
 LABEL_KINDS = ("masks", "scribbles", None)
-_IGNORE = 255
 
 
 class SegmentationDataset(Dataset):
@@ -41,7 +42,7 @@ class SegmentationDataset(Dataset):
         split: split name ("train", "val", VOC's "train_aug", ...) or None for every image.
         labels: which label map to return as `label`: "masks" (dense), "scribbles", or None.
         transform: optional callable item dict -> item dict, applied last (e.g.
-            `wsdeploy.data.transforms.train_transform(...)`).
+            `wsdeploy.training.transforms.train_transform(...)`).
         layout: "auto" (detect), "folder" or "voc".
         scribble_dir: the folder read as `labels="scribbles"` (relative to the dataset root or
             absolute), e.g. CAM seeds; default: the folder layout's scribbles/, for VOC the
@@ -127,7 +128,7 @@ class SegmentationDataset(Dataset):
                 f"{size[1]}x{size[0]}; labels must have their image's size"
             )
         counts = np.bincount(label.ravel(), minlength=256)
-        bad = np.flatnonzero(counts[len(self.classes) : _IGNORE]).tolist()
+        bad = np.flatnonzero(counts[len(self.classes) : IGNORE_LABEL]).tolist()
         if bad:
             raise ValueError(
                 f"label {path} holds values {[len(self.classes) + b for b in bad]}; expected class "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from wsdeploy.data.layouts import (
+from wsdeploy.data.index import (
     IMAGE_SUFFIXES,
     DatasetIndex,
     Sample,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from wsdeploy.data.layouts import DatasetIndex, Sample, files_by_stem, format_ids, split_ids
+from wsdeploy.data.index import DatasetIndex, Sample, files_by_stem, format_ids, split_ids
 
 __all__ = ["SCRIBBLE_DIR_NAMES", "VOC_CLASSES", "find_voc_root", "index_voc"]
 

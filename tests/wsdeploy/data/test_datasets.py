@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from wsdeploy.data.collate import collate_segmentation, tags_to_multihot
+from wsdeploy.training.collate import collate_segmentation, tags_to_multihot
 from wsdeploy.data.datasets import SegmentationDataset, tags_from_mask
 from wsdeploy.data.layouts import detect_layout, index_dataset
 from wsdeploy.data.voc_layout import VOC_CLASSES
 
-from .conftest import VOC_IDS, write_gray_png, write_lines, write_rgb
+from tests.wsdeploy.data.conftest import VOC_IDS, write_gray_png, write_lines, write_rgb
 
 # ---------------------------------------------------------------- folder layout
 

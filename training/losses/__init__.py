@@ -22,7 +22,7 @@ fraction of pixel pairs whose labels disagree, in [0, 1]; the normalized cut is,
 
 Suggested starting weights (scribbles, alongside the partial cross-entropy at weight 1):
 DenseCRFLoss 0.25 (what rloss's published 2e-9 amounts to on natural photographs, see
-`loss_dense`), GridPottsLoss 0.25, NormalizedCutLoss 0.1, EntropyLoss 0.1 or less. At equal
+`dense`), GridPottsLoss 0.25, NormalizedCutLoss 0.1, EntropyLoss 0.1 or less. At equal
 weight the regularizers' gradients (w.r.t. the logits, on the GrabCut photographs with smooth
 synthetic predictions, K = 2) are within a factor of about two of each other: grid Potts 0.7x,
 entropy 0.9x, normalized cut 1.4-1.9x, quadratic dense CRF 0.4-0.8x the bilinear dense CRF's;
@@ -31,9 +31,16 @@ the partial cross-entropy's is 5-8x. These are gradient-matched starting points,
 
 from __future__ import annotations
 
-from .loss_dense import DenseCRFLoss, NormalizedCutLoss, dense_crf_loss, kernel_mass, normalized_cut_loss
-from .loss_grid import GridPottsLoss, grid_potts_loss
-from .loss_pointwise import EntropyLoss, entropy_loss, partial_cross_entropy
+from wsdeploy.training.losses.dense import (
+    DenseCRFLoss,
+    NormalizedCutLoss,
+    dense_crf_loss,
+    kernel_mass,
+    loss_kernel,
+    normalized_cut_loss,
+)
+from wsdeploy.training.losses.grid import GridPottsLoss, grid_potts_loss
+from wsdeploy.training.losses.pointwise import EntropyLoss, entropy_loss, partial_cross_entropy
 
 __all__ = [
     "DenseCRFLoss",
@@ -44,6 +51,7 @@ __all__ = [
     "entropy_loss",
     "grid_potts_loss",
     "kernel_mass",
+    "loss_kernel",
     "normalized_cut_loss",
     "partial_cross_entropy",
 ]

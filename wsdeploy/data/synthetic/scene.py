@@ -21,10 +21,10 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from wsdeploy.data.scribbles import scribbles_from_mask
-from wsdeploy.data.synthetic_config import CLASSES, STUFF_CLASSES, THING_CLASSES, TYPICAL_HUE, SyntheticConfig
-from wsdeploy.data.synthetic_shapes import OBJECT_SHAPES, stuff_layout, warp_mask
-from wsdeploy.data.synthetic_textures import TEXTURES, smooth_noise
+from wsdeploy.data.synthetic.scribbles import scribbles_from_mask
+from wsdeploy.data.synthetic.config import CLASSES, STUFF_CLASSES, THING_CLASSES, TYPICAL_HUE, SyntheticConfig
+from wsdeploy.data.synthetic.shapes import OBJECT_SHAPES, stuff_layout, warp_mask
+from wsdeploy.data.synthetic.textures import TEXTURES, smooth_noise
 
 __all__ = ["Scene", "render_scene"]
 

@@ -4,8 +4,7 @@ No real dataset or pretrained weight is available on our machines, so this gener
 for photographs where weak supervision matters: 4 stuff classes and 5 object classes whose
 colours come from one shared distribution (identity needs texture and shape), region
 boundaries that are always visible colour edges, occlusion, irregular outlines, varying scale,
-lighting and noise. See ``synthetic_config`` for the class list and ``synthetic_scene`` for the
-recipe.
+lighting and noise. See ``config`` for the class list and ``scene`` for the recipe.
 
 Dataset folder written by :func:`generate_dataset` (DESIGN.md "Data formats")::
 
@@ -39,8 +38,9 @@ import cv2
 import numpy as np
 
 from wsdeploy.atomic import atomic_write_text
-from wsdeploy.data.synthetic_config import CLASSES, GENERATOR_VERSION, STUFF_CLASSES, THING_CLASSES, SyntheticConfig
-from wsdeploy.data.synthetic_scene import Scene, render_scene
+from wsdeploy.data.synthetic.config import CLASSES, GENERATOR_VERSION, STUFF_CLASSES, THING_CLASSES, SyntheticConfig
+from wsdeploy.data.synthetic.scene import Scene, render_scene
+from wsdeploy.version import __version__
 
 __all__ = [
     "CLASSES", "STUFF_CLASSES", "THING_CLASSES", "GENERATOR_VERSION", "SyntheticConfig", "Scene",
@@ -216,7 +216,6 @@ def _write_image(path: Path, array: np.ndarray, image_format: str, params: list[
 
 
 def _manifest(results: list[dict], config: SyntheticConfig, seed: int, num_val: int, image_format: str, command: str | None) -> dict:
-    import wsdeploy  # for its version; imported here to keep this module's imports one-way
 
     n = len(results)
     pixels = np.sum([r["pixels"] for r in results], axis=0)
@@ -242,6 +241,6 @@ def _manifest(results: list[dict], config: SyntheticConfig, seed: int, num_val: 
             },
             "pixel_fraction_per_class": {name: round(float(pixels[k]) / total, 5) for k, name in enumerate(CLASSES)},
         },
-        "versions": {"wsdeploy": getattr(wsdeploy, "__version__", None), "numpy": np.__version__, "opencv": cv2.__version__},
+        "versions": {"wsdeploy": __version__, "numpy": np.__version__, "opencv": cv2.__version__},
         "command": command,
     }

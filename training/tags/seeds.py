@@ -1,7 +1,7 @@
 """Seeds from CAMs: dense CAM labels, confident seeds with an ignore band, CRF-checked seeds,
 and their evaluation against dense masks (a threshold sweep on one split).
 
-    from wsdeploy.training.seeds import make_seeds, sweep_thresholds, pick_threshold
+    from wsdeploy.training.tags.seeds import make_seeds, sweep_thresholds, pick_threshold
 
     seeds = make_seeds(cams, classes, num_classes=21, background_index=0,
                        fg_threshold=0.30, bg_threshold=0.05)      # (H, W) uint8, 255 = unlabelled
@@ -9,7 +9,7 @@ and their evaluation against dense masks (a threshold sweep on one split).
     best = pick_threshold(rows)                                   # by seed mIoU, convention (b)
 
 Inputs everywhere: `cams` (T, H, W) float in [0, 1], one normalised CAM per tagged class
-(`wsdeploy.training.cam`), and `class_indices` (T,) their dataset class indices. Every label
+(`wsdeploy.training.tags.cam`), and `class_indices` (T,) their dataset class indices. Every label
 map is in dataset class indices, 255 = no label. m = max over the T maps (0 where T = 0) and
 c* = the class of the largest map (first one on ties).
 
@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from wsdeploy.training.cam import CamSource, cam_lookup
-from wsdeploy.training.tags import dataset_background_index
+from wsdeploy.training.tags.cam import CamSource, cam_lookup
+from wsdeploy.training.tags.targets import dataset_background_index
 
 from wsdeploy.crf import CRFParams, dense_crf
 from wsdeploy.metrics import SegmentationMetric, confusion_matrix
+from wsdeploy.data.labels import IGNORE_LABEL
 
 __all__ = [
     "BG_MODES",
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 BG_MODES = ("constant", "power")
-_IGNORE = 255
 _EPS = 1e-5
 
 
@@ -67,7 +67,7 @@ def _check_cams(cams: Any, class_indices: Any, num_classes: int, bg: int | None)
 def _top(cams: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """m (H, W) float32 = max CAM (0 if T = 0), c* (H, W) uint8 = its class (255 if T = 0)."""
     if cams.shape[0] == 0:
-        return np.zeros(cams.shape[1:], np.float32), np.full(cams.shape[1:], _IGNORE, np.uint8)
+        return np.zeros(cams.shape[1:], np.float32), np.full(cams.shape[1:], IGNORE_LABEL, np.uint8)
     arg = cams.argmax(0)  # (H, W)
     return np.take_along_axis(cams, arg[None], 0)[0], classes.astype(np.uint8)[arg]
 
@@ -119,7 +119,7 @@ def cams_to_labels(
 
 def _dense_from_top(peak: np.ndarray, label: np.ndarray, bg_score: Any, background_index: int) -> np.ndarray:
     """Background where its score beats the best CAM, or where there is no tag."""
-    is_bg = (bg_score > peak) | (label == _IGNORE)
+    is_bg = (bg_score > peak) | (label == IGNORE_LABEL)
     return np.where(is_bg, np.uint8(background_index), label).astype(np.uint8)
 
 
@@ -140,10 +140,10 @@ def _check_thresholds(fg: float, bg_thr: float | None, background_index: int | N
 def _seeds_from_top(
     peak: np.ndarray, label: np.ndarray, fg: float, bg_thr: float | None, background_index: int | None
 ) -> np.ndarray:
-    seeds = np.full(peak.shape, _IGNORE, np.uint8)
+    seeds = np.full(peak.shape, IGNORE_LABEL, np.uint8)
     if bg_thr is not None:
         seeds[peak <= bg_thr] = background_index
-    fg_mask = (peak >= fg) & (label != _IGNORE)  # label is 255 only without tags
+    fg_mask = (peak >= fg) & (label != IGNORE_LABEL)  # label is 255 only without tags
     seeds[fg_mask] = label[fg_mask]  # fg wins ties when bg_threshold == fg_threshold
     return seeds
 
@@ -257,13 +257,13 @@ def refine_seeds_crf(
     crf_args = params.as_dict()
     has_bg = background_index is not None
     fg_crf = _crf_labels(image_b, cams_b, fg_threshold if has_bg else None, crf_args)  # (B, H, W) channels
-    keep = (seeds != _IGNORE) & (_as_dataset(fg_crf, classes, background_index) == seeds)
+    keep = (seeds != IGNORE_LABEL) & (_as_dataset(fg_crf, classes, background_index) == seeds)
     if has_bg:
         keep &= seeds != background_index  # background seeds are checked by the background map
     if has_bg and bg_threshold is not None:
         bg_crf = _crf_labels(image_b, cams_b, bg_threshold, crf_args)
         keep |= (seeds == background_index) & (bg_crf == 0)
-    out = np.where(keep, seeds, _IGNORE).astype(np.uint8)
+    out = np.where(keep, seeds, IGNORE_LABEL).astype(np.uint8)
     return out[0] if single else out
 
 
@@ -366,11 +366,11 @@ def seed_stats(seeds: np.ndarray, mask: np.ndarray, num_classes: int, *, backgro
     mask = np.asarray(mask)
     if seeds.shape != mask.shape or seeds.ndim != 2:
         raise ValueError(f"expected seeds and mask of the same (H, W) shape, got {seeds.shape} and {mask.shape}")
-    bad = np.unique(seeds[(seeds >= num_classes) & (seeds != _IGNORE)])
+    bad = np.unique(seeds[(seeds >= num_classes) & (seeds != IGNORE_LABEL)])
     if bad.size:
         raise ValueError(f"seed values {bad[:10].tolist()} are neither classes 0..{num_classes - 1} nor 255")
-    unseeded = seeds == _IGNORE
-    ignored = confusion_matrix(np.where(unseeded, 0, seeds), np.where(unseeded, _IGNORE, mask), num_classes)
+    unseeded = seeds == IGNORE_LABEL
+    ignored = confusion_matrix(np.where(unseeded, 0, seeds), np.where(unseeded, IGNORE_LABEL, mask), num_classes)
     if background_index is None:
         as_bg = confusion_matrix(np.where(unseeded, num_classes, seeds), mask, num_classes + 1)
     else:
@@ -392,7 +392,7 @@ def sweep_thresholds(
 
     Args:
         cam_source: a CAM folder, a mapping id -> (cams, class_indices), or such a function
-            (see `wsdeploy.training.cam.cam_lookup`).
+            (see `wsdeploy.training.tags.cam.cam_lookup`).
         dataset: a `SegmentationDataset` with `labels="masks"` (items with "id" and "label").
         fg_thresholds: foreground thresholds to try.
         bg_thresholds: with a background class, background thresholds to try (pairs with

@@ -75,7 +75,7 @@ class AnnotateConfig:
             own class (the user's strokes are kept); 0 leaves the network's probabilities.
             0 or in (0, 1).
         colour_components: Gaussians per class of the colour model fitted on the scribbled
-            pixels (`annotate_colour`, GrabCut's model), >= 0; 0 = no colour model.
+            pixels (`colour`, GrabCut's model), >= 0; 0 = no colour model.
         colour_loss: weight of the cross-entropy between the network's softmax and the colour
             model's class posterior on every working-resolution pixel, >= 0 (needs
             colour_components > 0).

@@ -2,7 +2,7 @@
 "Seed, Expand and Constrain: Three Principles for Weakly-Supervised Image Segmentation",
 ECCV 2016).
 
-    from wsdeploy.training.sec import SECLoss
+    from wsdeploy.training.losses.sec import SECLoss
     sec = SECLoss(21, background_index=0)
     terms = sec(logits, seeds, tags, rgb)            # {"seed", "expand", "constrain"}, weighted
     sum(terms.values()).backward()
@@ -47,9 +47,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsdeploy.crf import CRFParams, dense_crf
-from wsdeploy.data.transforms import IGNORE_LABEL, PAD_LABEL
+from wsdeploy.data.labels import IGNORE_LABEL, PAD_LABEL
 
-from ._loss_inputs import check_image_valid, check_label_map, check_probs, check_weight, compute_dtype
+from wsdeploy.training.losses.checks import check_image_valid, check_label_map, check_probs, check_weight, compute_dtype
 
 __all__ = [
     "SEC_CRF_PARAMS",

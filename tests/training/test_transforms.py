@@ -1,12 +1,13 @@
-"""Tests for wsdeploy.data.transforms: label alignment, padding 254, scribbles, determinism."""
+"""Tests for wsdeploy.training.transforms: label alignment, padding 254, scribbles, determinism."""
 import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from wsdeploy.data import transforms as T
-from wsdeploy.data.transforms import IGNORE_LABEL, PAD_LABEL, train_transform, val_transform
+from wsdeploy.training import transforms as T
+from wsdeploy.data.labels import IGNORE_LABEL, PAD_LABEL
+from wsdeploy.training.transforms import train_transform, val_transform
 
 # The image's colour encodes the label: after any geometric transform, decoding the colour of a
 # pixel away from region edges must give back the pixel's label.

@@ -13,7 +13,7 @@ import math
 import cv2
 import numpy as np
 
-from wsdeploy.data.synthetic_textures import smooth_noise
+from wsdeploy.data.synthetic.textures import smooth_noise
 
 __all__ = ["stuff_layout", "warp_mask", "OBJECT_SHAPES"]
 

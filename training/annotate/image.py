@@ -10,17 +10,17 @@ dense CRF, and drop regions that no stroke of their class touches.
 The method (Tang et al., "On Regularized Losses for Weakly-supervised CNN Segmentation", ECCV
 2018, applied to a single image, from random initialisation; no pretrained weights):
 
-1. Fit a Gaussian mixture per class to the colours of its scribbled pixels (`annotate_colour`,
+1. Fit a Gaussian mixture per class to the colours of its scribbled pixels (`colour`,
    GrabCut's colour model) and resize the image to `config.size` on its long side (area
    interpolation).
 2. Fit `AnnotateNet` (dilated 3x3 convolutions on standardised RGB + normalised (x, y), see
-   `annotate_model`) for `config.steps` Adam steps on
+   `model`) for `config.steps` Adam steps on
        pCE(logits sampled bilinearly at every full-resolution scribbled pixel)
        + colour_loss * cross-entropy(softmax, colour model's class posterior), every pixel
        + crf_weight * dense-CRF loss + potts_weight * grid Potts + ncut_weight * normalized cut
        + entropy_weight * entropy,
    the regularizers on the softmax at the working resolution, the bilateral kernel built once
-   (`annotate_kernel`). Sampling the logits at the scribbles' own positions loses no stroke to
+   (`losses.dense.loss_kernel`). Sampling the logits at the scribbles' own positions loses no stroke to
    downsampling. The regularizers' weights default to 0: fitting one image from scratch, each
    of them lowered the GrabCut-13 score (see `AnnotateConfig`); the dense CRF of step 3 is
    what regularizes the default.
@@ -52,18 +52,18 @@ from wsdeploy.backends.torch_backend import resolve_device
 from wsdeploy.crf import dense_crf
 from wsdeploy.data.image_io import ImageInput, read_image, read_label_png
 
-from .annotate_colour import ColourModel, colour_log_posterior, fit_colour_model
-from .annotate_config import AnnotateConfig
-from .annotate_kernel import ImageKernel, dense_crf_term, normalized_cut_term
-from .annotate_model import AnnotateNet, input_features
-from .loss_grid import grid_potts_loss
-from .loss_pointwise import entropy_loss, partial_cross_entropy
+from wsdeploy.training.annotate.colour import ColourModel, colour_log_posterior, fit_colour_model
+from wsdeploy.training.annotate.config import AnnotateConfig
+from wsdeploy.training.annotate.model import AnnotateNet, input_features
+from wsdeploy.training.losses.dense import dense_crf_loss, loss_kernel, normalized_cut_loss
+from wsdeploy.training.losses.grid import grid_potts_loss
+from wsdeploy.training.losses.pointwise import entropy_loss, partial_cross_entropy
+from wsdeploy.data.labels import IGNORE_LABEL
 
 __all__ = ["AnnotateResult", "annotate", "check_scribbles", "keep_scribbled_regions"]
 
 logger = logging.getLogger(__name__)
 
-UNLABELLED = 255
 
 
 @dataclass
@@ -107,9 +107,9 @@ def check_scribbles(
             f"scribbles must match the image: expected shape (H, W) = {tuple(image_shape)}, "
             f"got {scribbles.shape}"
         )
-    labelled = scribbles != UNLABELLED
+    labelled = scribbles != IGNORE_LABEL
     if not labelled.any():
-        raise ValueError(f"scribbles have no labelled pixel: every value is {UNLABELLED} (unlabelled)")
+        raise ValueError(f"scribbles have no labelled pixel: every value is {IGNORE_LABEL} (unlabelled)")
     values = np.unique(scribbles[labelled])
     if values.size < 2:
         raise ValueError(
@@ -120,13 +120,13 @@ def check_scribbles(
         num_classes = int(values.max()) + 1
     elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
         raise TypeError(f"num_classes must be an int or None, got {type(num_classes).__name__}")
-    if not 2 <= num_classes <= UNLABELLED:
-        raise ValueError(f"num_classes must be in [2, {UNLABELLED}], got {num_classes}")
+    if not 2 <= num_classes <= IGNORE_LABEL:
+        raise ValueError(f"num_classes must be in [2, {IGNORE_LABEL}], got {num_classes}")
     bad = values[(values < 0) | (values >= num_classes)]
     if bad.size:
         raise ValueError(
             f"scribble values {bad.tolist()[:10]} are outside the classes: expected class "
-            f"indices in [0, {num_classes - 1}] or {UNLABELLED} (unlabelled)"
+            f"indices in [0, {num_classes - 1}] or {IGNORE_LABEL} (unlabelled)"
         )
     return int(num_classes)
 
@@ -236,16 +236,17 @@ def _fit(
         colour_target = log_post.exp()[None]  # (1, K, h, w), sums to 1 over K
     x = x.contiguous(memory_format=torch.channels_last)  # 1.6x faster 3x3 convs on CPU (oneDNN)
 
-    ys, xs = np.nonzero(scribbles != UNLABELLED)
+    ys, xs = np.nonzero(scribbles != IGNORE_LABEL)
     # full-resolution pixel centres -> grid_sample's [-1, 1] (align_corners=False)
     grid = np.stack([(xs + 0.5) / width * 2 - 1, (ys + 0.5) / height * 2 - 1], 1)
     grid_t = torch.from_numpy(grid.astype(np.float32)).to(dev)[None, None]  # (1, 1, P, 2)
     target = torch.from_numpy(scribbles[ys, xs].astype(np.int64)).to(dev)[None, None]  # (1, 1, P)
 
-    kernel = None
+    img_chw = img.permute(2, 0, 1)[None].float()  # (1, 3, h, w)
+    kernel = None  # the image's bilateral kernel, built once for every step
+    kernel_args = dict(sigma_xy=cfg.sigma_xy * max(h, w), sigma_rgb=cfg.sigma_rgb, scale_factor=1.0)
     if cfg.crf_weight > 0 or cfg.ncut_weight > 0:
-        kernel = ImageKernel(img, sigma_xy=cfg.sigma_xy * max(h, w), sigma_rgb=cfg.sigma_rgb)
-    img_chw = img.permute(2, 0, 1)[None].float()  # (1, 3, h, w) for the grid Potts loss
+        kernel = loss_kernel(img_chw, **kernel_args)
 
     torch.manual_seed(seed)
     net = AnnotateNet(x.shape[1], k, width=cfg.width, depth=cfg.depth)
@@ -255,14 +256,14 @@ def _fit(
     for _ in range(cfg.steps):
         logits = net(x)  # (1, K, h, w)
         at_scribbles = F.grid_sample(logits, grid_t, mode="bilinear", align_corners=False)  # (1, K, 1, P)
-        terms = {"pce": partial_cross_entropy(at_scribbles, target, ignore_index=UNLABELLED, pad_index=-1)}
+        terms = {"pce": partial_cross_entropy(at_scribbles, target, ignore_index=IGNORE_LABEL, pad_index=-1)}
         probs = logits.softmax(1)
         if colour_target is not None:
             terms["colour"] = cfg.colour_loss * -(colour_target * logits.log_softmax(1)).sum(1).mean()
         if kernel is not None and cfg.crf_weight > 0:
-            terms["crf"] = cfg.crf_weight * dense_crf_term(probs[0], kernel)
+            terms["crf"] = cfg.crf_weight * dense_crf_loss(probs, None, kernel=kernel, **kernel_args)
         if kernel is not None and cfg.ncut_weight > 0:
-            terms["ncut"] = cfg.ncut_weight * normalized_cut_term(probs[0], kernel)
+            terms["ncut"] = cfg.ncut_weight * normalized_cut_loss(probs, None, kernel=kernel, **kernel_args)
         if cfg.potts_weight > 0:
             terms["potts"] = cfg.potts_weight * grid_potts_loss(probs, img_chw, sigma_rgb=cfg.potts_sigma_rgb)
         if cfg.entropy_weight > 0:
@@ -286,7 +287,7 @@ def _refine(rgb: np.ndarray, scribbles: np.ndarray, logits: torch.Tensor, cfg: A
                           align_corners=False).softmax(1)[0].cpu()  # (K, H, W)
     k = probs.shape[0]
     if cfg.scribble_confidence > 0:
-        labelled = torch.from_numpy(scribbles != UNLABELLED)
+        labelled = torch.from_numpy(scribbles != IGNORE_LABEL)
         pinned = F.one_hot(torch.from_numpy(scribbles.astype(np.int64)).clamp(max=k - 1), k)
         pinned = pinned.permute(2, 0, 1).float()  # (K, H, W)
         pinned = pinned * cfg.scribble_confidence + (1 - pinned) * (1 - cfg.scribble_confidence) / (k - 1)

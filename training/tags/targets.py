@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from wsdeploy.data.collate import tags_to_multihot
+from wsdeploy.training.collate import tags_to_multihot
 
 __all__ = [
     "background_index",

@@ -15,9 +15,10 @@ import math
 import cv2
 import numpy as np
 
+from wsdeploy.data.labels import IGNORE_LABEL
+
 __all__ = ["scribbles_from_mask"]
 
-IGNORE = 255
 _STEP = 1.5  # random-walk step, pixels
 _SHIFT = 3
 _ONE = 1 << _SHIFT
@@ -66,9 +67,9 @@ def scribbles_from_mask(
         raise ValueError(f"instances must have the mask's shape {mask.shape}, got {np.shape(instances)}")
 
     regions = mask.astype(np.int64) if instances is None else np.asarray(instances, dtype=np.int64)
-    out = np.full(mask.shape, IGNORE, dtype=np.uint8)
-    for region_id in np.unique(regions[mask != IGNORE]):
-        binary = ((regions == region_id) & (mask != IGNORE)).astype(np.uint8)
+    out = np.full(mask.shape, IGNORE_LABEL, dtype=np.uint8)
+    for region_id in np.unique(regions[mask != IGNORE_LABEL]):
+        binary = ((regions == region_id) & (mask != IGNORE_LABEL)).astype(np.uint8)
         count, parts, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=4)
         for part in range(1, count):
             x, y, w, h, area = (int(v) for v in stats[part])

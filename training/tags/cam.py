@@ -2,7 +2,7 @@
 
     from wsdeploy.checkpoint import load_checkpoint
     from wsdeploy.data.datasets import SegmentationDataset
-    from wsdeploy.training.cam import compute_cams, write_cam
+    from wsdeploy.training.tags.cam import compute_cams, write_cam
 
     model, card = load_checkpoint("runs/tags/best.pt")          # a classifier_* checkpoint
     data = SegmentationDataset("data/shapes", split="train", labels=None)
@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from wsdeploy.atomic import atomic_path, atomic_write_text
 from wsdeploy.checkpoint import ModelCard
 from wsdeploy.data.image_io import normalize
-from wsdeploy.training.tags import dataset_background_index
+from wsdeploy.training.tags.targets import dataset_background_index
 
 __all__ = [
     "CAM_MANIFEST",

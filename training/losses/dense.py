@@ -6,7 +6,7 @@ W is the Gaussian bilateral kernel on (position, colour) of the de-normalised im
 
     W_pq = exp(-|p - q|^2 / 2 sigma_xy^2 - |I_p - I_q|^2 / 2 sigma_rgb^2),  self term included,
 
-applied through `wsdeploy.crf.bilateral_filter` (a permutohedral lattice, so W is approximate
+applied through `wsdeploy.crf.BilateralKernel` (a permutohedral lattice, so W is approximate
 and carries the lattice's overall scale, exactly as in rloss). S is the softmax (B, K, H, W),
 v the valid mask (0 on padding) and S~ = S * v, so padded pixels take no part.
 
@@ -32,53 +32,85 @@ about 0.23 here (0.08-0.62 per image): 0.25 is a sensible default weight.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from wsdeploy.crf import bilateral_filter
-
-from ._loss_inputs import (
+from wsdeploy.crf import BilateralKernel
+from wsdeploy.training.losses.checks import (
     check_image_valid,
     check_positive,
     check_probs,
     check_relaxation,
     check_scale_factor,
-    check_weight,
     compute_dtype,
     downsample,
 )
+from wsdeploy.training.losses.weighted import WeightedLoss
 
 __all__ = [
     "DenseCRFLoss",
     "NormalizedCutLoss",
     "dense_crf_loss",
     "kernel_mass",
+    "loss_kernel",
     "normalized_cut_loss",
 ]
 
 
 def _filtered(
-    probs: torch.Tensor, image: torch.Tensor, valid: torch.Tensor | None, *,
-    sigma_rgb: float, sigma_xy: float, scale_factor: float,
+    probs: torch.Tensor, image: torch.Tensor | None, valid: torch.Tensor | None, *,
+    sigma_rgb: float, sigma_xy: float, scale_factor: float, kernel: BilateralKernel | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Check, downsample and filter once (K + 1 channels), in float32 or wider.
 
-    Returns v (B, 1, h, w) the valid mask as floats, S~ = S * v (B, K, h, w), the degree
-    W v (B, 1, h, w) and W S~ (B, K, h, w).
+    With `kernel` (built by `loss_kernel` with the same settings) the image is not needed and
+    no lattice is built. Returns v (B, 1, h, w) the valid mask as floats, S~ = S * v
+    (B, K, h, w), the degree W v (B, 1, h, w) and W S~ (B, K, h, w).
     """
     check_probs(probs)
+    if kernel is None and image is None:
+        raise ValueError("give the image (B, 3, H, W) or a prebuilt kernel (loss_kernel)")
     valid = check_image_valid(probs, image, valid)
     sigma_rgb = check_positive("sigma_rgb", sigma_rgb)
     sigma_xy = check_positive("sigma_xy", sigma_xy)
     scale_factor = check_scale_factor(scale_factor)
     probs = probs.to(compute_dtype(probs.dtype))
-    probs, image, valid = downsample(probs, image, valid, scale_factor)
+    probs, image, valid = downsample(probs, image if kernel is None else None, valid, scale_factor)
+    if kernel is not None and (kernel.batch, kernel.height, kernel.width) != (probs.shape[0], *probs.shape[2:]):
+        raise ValueError(
+            f"the kernel was built for {kernel.batch} images of {kernel.height}x{kernel.width} "
+            f"but the loss works on {probs.shape[0]} of {probs.shape[2]}x{probs.shape[3]} (after "
+            f"scale_factor {scale_factor}); build it with loss_kernel and the same settings"
+        )
     v = valid[:, None].to(probs.dtype)  # (B, 1, h, w)
     s = probs * v  # (B, K, h, w), zero on padding
-    with torch.autocast(probs.device.type, enabled=False):  # sparse products stay in float32
-        out = bilateral_filter(
-            torch.cat([v, s], 1), image, sigma_xy=sigma_xy * scale_factor, sigma_rgb=sigma_rgb
-        )  # (B, 1 + K, h, w)
+    with torch.autocast(probs.device.type, enabled=False):  # lattice and sparse products in float32
+        if kernel is None:
+            kernel = BilateralKernel(image, sigma_xy=sigma_xy * scale_factor, sigma_rgb=sigma_rgb)
+        out = kernel(torch.cat([v, s], 1)).to(probs.dtype)  # (B, 1 + K, h, w)
     return v, s, out[:, :1], out[:, 1:]
+
+
+def loss_kernel(
+    image: torch.Tensor, *, sigma_rgb: float = 15.0, sigma_xy: float = 100.0, scale_factor: float = 0.5,
+) -> BilateralKernel:
+    """The bilateral kernel `dense_crf_loss` / `normalized_cut_loss` use for these settings:
+    `image` downsampled by `scale_factor` (nearest, as rloss), sigma_xy scaled with it. Build it
+    once per batch and pass it as `kernel=` to every loss with the same settings.
+
+    Args:
+        image: (B, 3, H, W) uint8 or float RGB in 0-255, on the device the losses run on.
+    """
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"expected image (B, 3, H, W), got {shape}")
+    sigma_rgb = check_positive("sigma_rgb", sigma_rgb)
+    sigma_xy = check_positive("sigma_xy", sigma_xy)
+    scale_factor = check_scale_factor(scale_factor)
+    b, _, h, w = image.shape
+    dummy = torch.empty((b, 1, h, w), device=image.device)
+    valid = torch.ones((b, h, w), dtype=torch.bool, device=image.device)
+    _, small, _ = downsample(dummy, image, valid, scale_factor)
+    with torch.autocast(image.device.type, enabled=False):
+        return BilateralKernel(small, sigma_xy=sigma_xy * scale_factor, sigma_rgb=sigma_rgb)
 
 
 def dense_crf_loss(
@@ -90,6 +122,7 @@ def dense_crf_loss(
     sigma_xy: float = 100.0,
     scale_factor: float = 0.5,
     relaxation: str = "bilinear",
+    kernel: BilateralKernel | None = None,
 ) -> torch.Tensor:
     """Dense-CRF (Potts) loss on the bilateral kernel, normalised by the kernel mass v^T W v.
 
@@ -105,13 +138,16 @@ def dense_crf_loss(
             (rloss: 100); multiplied by `scale_factor` with the image.
         scale_factor: downsampling of probs (bilinear), image and valid (nearest), in (0, 1].
         relaxation: "bilinear" (Potts, rloss) or "quadratic" (graph Laplacian).
+        kernel: the batch's kernel from `loss_kernel` with the same settings, to skip building
+            it; `image` may then be None.
 
     Returns:
         () scalar in probs' dtype, in [0, 1] for probabilities; 0 when no pixel is valid.
     """
     relaxation = check_relaxation(relaxation)
     v, s, degree, ws = _filtered(
-        probs, image, valid, sigma_rgb=sigma_rgb, sigma_xy=sigma_xy, scale_factor=scale_factor
+        probs, image, valid, sigma_rgb=sigma_rgb, sigma_xy=sigma_xy, scale_factor=scale_factor,
+        kernel=kernel,
     )
     mass = (v * degree).sum()  # v^T W v over the batch
     if relaxation == "bilinear":
@@ -129,6 +165,7 @@ def normalized_cut_loss(
     sigma_rgb: float = 15.0,
     sigma_xy: float = 100.0,
     scale_factor: float = 0.5,
+    kernel: BilateralKernel | None = None,
 ) -> torch.Tensor:
     """Normalized-cut loss sum_k S~_k^T W (v - S~_k) / (d^T S~_k), d = W v, mean over images.
 
@@ -140,13 +177,14 @@ def normalized_cut_loss(
         probs: (B, K, H, W) float, softmax over K (not checked), K >= 2.
         image: (B, 3, H, W) uint8 or float RGB in 0-255, de-normalised, on probs' device.
         valid: (B, H, W) bool, False on padding (254); None means every pixel is valid.
-        sigma_rgb, sigma_xy, scale_factor: the kernel, as in `dense_crf_loss`.
+        sigma_rgb, sigma_xy, scale_factor, kernel: as in `dense_crf_loss`.
 
     Returns:
         () scalar in probs' dtype; 0 when no pixel is valid.
     """
     v, s, degree, ws = _filtered(
-        probs, image, valid, sigma_rgb=sigma_rgb, sigma_xy=sigma_xy, scale_factor=scale_factor
+        probs, image, valid, sigma_rgb=sigma_rgb, sigma_xy=sigma_xy, scale_factor=scale_factor,
+        kernel=kernel,
     )
     cut = (s * (degree - ws)).flatten(2).sum(2)  # (B, K)
     assoc = (s * degree).flatten(2).sum(2)  # (B, K), d^T S~_k
@@ -182,95 +220,40 @@ def kernel_mass(
     b, _, h, w = image.shape
     probs = torch.full((b, 2, h, w), 0.5, dtype=compute_dtype(dtype), device=image.device)
     v, _, degree, _ = _filtered(
-        probs, image, valid, sigma_rgb=sigma_rgb, sigma_xy=sigma_xy, scale_factor=scale_factor
+        probs, image, valid, sigma_rgb=sigma_rgb, sigma_xy=sigma_xy, scale_factor=scale_factor,
+        kernel=None,
     )
     return (v * degree).flatten(1).sum(1)
 
 
-class DenseCRFLoss(nn.Module):
-    """Weighted dense-CRF loss, `weight * dense_crf_loss(...)`; settings as there.
+class DenseCRFLoss(WeightedLoss):
+    """Weighted dense-CRF loss, `weight * dense_crf_loss(...)`; settings as there. The loss
+    lies in [0, 1]; rloss's weight 2e-9 (scale 0.5, 513x513 crops) corresponds to about 0.25
+    here (see the module docstring). Shapes: `WeightedLoss`; `kernel=` may be passed on a call."""
 
-    Args:
-        weight: multiplier, >= 0. The loss lies in [0, 1]; rloss's weight 2e-9 (scale 0.5,
-            513x513 crops) corresponds to about 0.25 here (see the module docstring).
-        sigma_rgb, sigma_xy, scale_factor, relaxation: see `dense_crf_loss`.
-
-    Shape:
-        - probs: (B, K, H, W) float, softmax over K, K >= 2.
-        - image: (B, 3, H, W) uint8 or float RGB in 0-255 (de-normalised), probs' device.
-        - valid: (B, H, W) bool, False on padding.
-        - Output: () scalar in probs' dtype, already multiplied by `weight`.
-    """
+    loss = staticmethod(dense_crf_loss)
 
     def __init__(
-        self,
-        weight: float,
-        *,
-        sigma_rgb: float = 15.0,
-        sigma_xy: float = 100.0,
-        scale_factor: float = 0.5,
-        relaxation: str = "bilinear",
+        self, weight: float, *, sigma_rgb: float = 15.0, sigma_xy: float = 100.0,
+        scale_factor: float = 0.5, relaxation: str = "bilinear",
     ) -> None:
-        super().__init__()
-        self.weight = check_weight(weight)
-        self.sigma_rgb = check_positive("sigma_rgb", sigma_rgb)
-        self.sigma_xy = check_positive("sigma_xy", sigma_xy)
-        self.scale_factor = check_scale_factor(scale_factor)
-        self.relaxation = check_relaxation(relaxation)
-
-    def forward(
-        self, probs: torch.Tensor, image: torch.Tensor, valid: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.weight * dense_crf_loss(
-            probs, image, valid, sigma_rgb=self.sigma_rgb, sigma_xy=self.sigma_xy,
-            scale_factor=self.scale_factor, relaxation=self.relaxation,
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"weight={self.weight}, sigma_rgb={self.sigma_rgb}, sigma_xy={self.sigma_xy}, "
-            f"scale_factor={self.scale_factor}, relaxation={self.relaxation!r}"
+        super().__init__(
+            weight, sigma_rgb=check_positive("sigma_rgb", sigma_rgb),
+            sigma_xy=check_positive("sigma_xy", sigma_xy), scale_factor=check_scale_factor(scale_factor),
+            relaxation=check_relaxation(relaxation),
         )
 
 
-class NormalizedCutLoss(nn.Module):
+class NormalizedCutLoss(WeightedLoss):
     """Weighted normalized-cut loss, `weight * normalized_cut_loss(...)`; settings as there.
+    Shapes: `WeightedLoss`; `kernel=` may be passed on a call."""
 
-    Args:
-        weight: multiplier, >= 0.
-        sigma_rgb, sigma_xy, scale_factor: see `normalized_cut_loss`.
-
-    Shape:
-        - probs: (B, K, H, W) float, softmax over K, K >= 2.
-        - image: (B, 3, H, W) uint8 or float RGB in 0-255 (de-normalised), probs' device.
-        - valid: (B, H, W) bool, False on padding.
-        - Output: () scalar in probs' dtype, already multiplied by `weight`.
-    """
+    loss = staticmethod(normalized_cut_loss)
 
     def __init__(
-        self,
-        weight: float,
-        *,
-        sigma_rgb: float = 15.0,
-        sigma_xy: float = 100.0,
-        scale_factor: float = 0.5,
+        self, weight: float, *, sigma_rgb: float = 15.0, sigma_xy: float = 100.0, scale_factor: float = 0.5,
     ) -> None:
-        super().__init__()
-        self.weight = check_weight(weight)
-        self.sigma_rgb = check_positive("sigma_rgb", sigma_rgb)
-        self.sigma_xy = check_positive("sigma_xy", sigma_xy)
-        self.scale_factor = check_scale_factor(scale_factor)
-
-    def forward(
-        self, probs: torch.Tensor, image: torch.Tensor, valid: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.weight * normalized_cut_loss(
-            probs, image, valid, sigma_rgb=self.sigma_rgb, sigma_xy=self.sigma_xy,
-            scale_factor=self.scale_factor,
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"weight={self.weight}, sigma_rgb={self.sigma_rgb}, sigma_xy={self.sigma_xy}, "
-            f"scale_factor={self.scale_factor}"
+        super().__init__(
+            weight, sigma_rgb=check_positive("sigma_rgb", sigma_rgb),
+            sigma_xy=check_positive("sigma_xy", sigma_xy), scale_factor=check_scale_factor(scale_factor),
         )

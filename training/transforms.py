@@ -21,17 +21,15 @@ from typing import Any
 import numpy as np
 from torch.utils.data import get_worker_info
 
+from wsdeploy.data.labels import IGNORE_LABEL, PAD_LABEL
+
 __all__ = [
-    "IGNORE_LABEL",
     "MEAN_FILL",
-    "PAD_LABEL",
     "PairTransform",
     "train_transform",
     "val_transform",
 ]
 
-PAD_LABEL = 254  # label of pixels added by padding
-IGNORE_LABEL = 255  # label of unlabelled / ignored pixels
 MEAN_FILL = (124, 116, 104)  # ImageNet mean colour (RGB, 0-255): padding that normalises to ~0
 
 

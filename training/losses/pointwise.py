@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ._loss_inputs import check_image_valid, check_label_map, check_probs, check_weight, compute_dtype
+from wsdeploy.training.losses.checks import check_image_valid, check_label_map, check_probs, compute_dtype
+from wsdeploy.training.losses.weighted import WeightedLoss
 
 __all__ = ["EntropyLoss", "entropy_loss", "partial_cross_entropy"]
 
@@ -72,30 +72,15 @@ def entropy_loss(probs: torch.Tensor, valid: torch.Tensor | None = None) -> torc
     return ((ent * v).sum() / v.sum().clamp_min(1.0)).to(probs.dtype)
 
 
-class EntropyLoss(nn.Module):
-    """Weighted softmax entropy, `weight * entropy_loss(probs, valid)`; `image` is ignored.
+def _entropy_of_probs(probs: torch.Tensor, image: torch.Tensor | None, valid: torch.Tensor | None) -> torch.Tensor:
+    return entropy_loss(probs, valid)  # the image takes no part
 
-    Args:
-        weight: multiplier, >= 0.
 
-    Shape:
-        - probs: (B, K, H, W) float, softmax over K, K >= 2.
-        - image: ignored (any value, None included); kept so all regularizers share a call.
-        - valid: (B, H, W) bool, False on padding.
-        - Output: () scalar in probs' dtype, already multiplied by `weight`.
-    """
+class EntropyLoss(WeightedLoss):
+    """Weighted softmax entropy, `weight * entropy_loss(probs, valid)`; `image` is ignored (any
+    value, None included; kept so all regularizers share a call). Shapes: `WeightedLoss`."""
+
+    loss = staticmethod(_entropy_of_probs)
 
     def __init__(self, weight: float) -> None:
-        super().__init__()
-        self.weight = check_weight(weight)
-
-    def forward(
-        self,
-        probs: torch.Tensor,
-        image: torch.Tensor | None = None,
-        valid: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        return self.weight * entropy_loss(probs, valid)
-
-    def extra_repr(self) -> str:
-        return f"weight={self.weight}"
+        super().__init__(weight)

@@ -145,8 +145,8 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def downsample(
-    probs: torch.Tensor, image: torch.Tensor, valid: torch.Tensor, scale_factor: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    probs: torch.Tensor, image: torch.Tensor | None, valid: torch.Tensor, scale_factor: float
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Resize by `scale_factor` as meng-tang/rloss does before its dense-CRF loss.
 
     Probabilities bilinearly (align_corners=False, so they still sum to 1 over K), the image
@@ -157,13 +157,15 @@ def downsample(
 
     Args:
         probs: (B, K, H, W) float.
-        image: (B, 3, H, W) uint8 or float.
+        image: (B, 3, H, W) uint8 or float, or None (a prebuilt kernel stands for it).
         valid: (B, H, W) bool.
 
     Returns:
-        probs (B, K, h, w) in probs' dtype, image (B, 3, h, w) float32 or float64, valid (B, h, w) bool.
+        probs (B, K, h, w) in probs' dtype, image (B, 3, h, w) float32 or float64 (None for
+        None), valid (B, h, w) bool.
     """
-    image = image.to(compute_dtype(image.dtype) if image.is_floating_point() else torch.float32)
+    if image is not None:
+        image = image.to(compute_dtype(image.dtype) if image.is_floating_point() else torch.float32)
     if scale_factor == 1.0:
         return probs, image, valid
     h, w = probs.shape[2:]
@@ -173,9 +175,11 @@ def downsample(
             f"H * scale_factor >= 1 and W * scale_factor >= 1"
         )
     probs = F.interpolate(probs, scale_factor=scale_factor, mode="bilinear", align_corners=False)
-    image = F.interpolate(image, scale_factor=scale_factor, mode="nearest")
+    if image is not None:
+        image = F.interpolate(image, scale_factor=scale_factor, mode="nearest")
     # a low-resolution pixel is valid only if its bilinear stencil is (weights > 1e-3), so
     # padded probabilities never leak into the loss
-    mask = F.interpolate(valid[:, None].to(image.dtype), scale_factor=scale_factor,
+    mask_dtype = image.dtype if image is not None else compute_dtype(probs.dtype)
+    mask = F.interpolate(valid[:, None].to(mask_dtype), scale_factor=scale_factor,
                          mode="bilinear", align_corners=False)
     return probs, image, mask[:, 0] >= 1 - 1e-3

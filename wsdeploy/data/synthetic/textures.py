@@ -3,7 +3,7 @@
 Every texture is a function ``(rng, h, w, *, scale) -> (h, w) float32`` pattern, roughly zero
 mean and within [-1, 1]; ``scale`` is the image size / 256, so patterns keep their look at any
 resolution. A region is painted by mixing its two colours with the pattern (see
-``synthetic_scene``). The textures differ in frequency content and orientation, which is what a
+``scene``). The textures differ in frequency content and orientation, which is what a
 network must pick up, since colours are shared by all classes.
 """
 

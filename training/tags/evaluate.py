@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from wsdeploy.training.distributed import DistContext, all_gather_objects
-from wsdeploy.training.tags import tags_to_foreground_multihot
+from wsdeploy.training.tags.targets import tags_to_foreground_multihot
 
 __all__ = ["average_precision", "evaluate_classifier"]
 

@@ -19,7 +19,6 @@ import numpy as np
 
 __all__ = ["ColourModel", "colour_log_likelihood", "colour_log_posterior", "fit_colour_model"]
 
-UNLABELLED = 255
 _COV_FLOOR = 9.0  # added to covariance diagonals, (0-255 units)^2: a 3-level std floor
 _MAX_PIXELS = 20000  # scribbled pixels per class used for fitting (a seeded random subset beyond)
 

@@ -8,7 +8,7 @@ For neighbouring pixels p, q (offsets (0, 1), (1, 0), and with 8 neighbours (1, 
 
 and W the symmetric (N, N) matrix of these weights (zero diagonal). With S~ = S * v (v the
 valid mask), the two relaxations and the normalisation are those of the dense-CRF loss
-(`wsdeploy.training.loss_dense`):
+(`wsdeploy.training.losses.dense`):
 
     bilinear:   sum_k S~_k^T W (v - S~_k)        / v^T W v
     quadratic:  sum_k S~_k^T (D - W) S~_k        / v^T W v  = sum_{p~q} w_pq |S_p - S_q|^2 / (2 sum_{p~q} w_pq)
@@ -22,16 +22,15 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from ._loss_inputs import (
+from wsdeploy.training.losses.checks import (
     check_image_valid,
     check_positive,
     check_probs,
     check_relaxation,
-    check_weight,
     compute_dtype,
 )
+from wsdeploy.training.losses.weighted import WeightedLoss
 
 __all__ = ["GridPottsLoss", "grid_potts_loss"]
 
@@ -103,46 +102,18 @@ def grid_potts_loss(
     return (cut / mass.clamp_min(torch.finfo(dtype).tiny)).to(probs.dtype)
 
 
-class GridPottsLoss(nn.Module):
-    """Weighted grid Potts loss, `weight * grid_potts_loss(...)`; settings as there.
+class GridPottsLoss(WeightedLoss):
+    """Weighted grid Potts loss, `weight * grid_potts_loss(...)`; settings as there. The loss
+    lies in [0, 1]. Shapes: `WeightedLoss`."""
 
-    Args:
-        weight: multiplier, >= 0; the loss lies in [0, 1].
-        neighbours, sigma_rgb, relaxation: see `grid_potts_loss`.
-
-    Shape:
-        - probs: (B, K, H, W) float, softmax over K, K >= 2.
-        - image: (B, 3, H, W) uint8 or float RGB in 0-255 (de-normalised), probs' device.
-        - valid: (B, H, W) bool, False on padding.
-        - Output: () scalar in probs' dtype, already multiplied by `weight`.
-    """
+    loss = staticmethod(grid_potts_loss)
 
     def __init__(
-        self,
-        weight: float,
-        *,
-        neighbours: int = 4,
-        sigma_rgb: float = 15.0,
-        relaxation: str = "bilinear",
+        self, weight: float, *, neighbours: int = 4, sigma_rgb: float = 15.0, relaxation: str = "bilinear",
     ) -> None:
-        super().__init__()
         if neighbours not in _OFFSETS:
             raise ValueError(f"neighbours must be 4 or 8, got {neighbours!r}")
-        self.weight = check_weight(weight)
-        self.neighbours = int(neighbours)
-        self.sigma_rgb = check_positive("sigma_rgb", sigma_rgb)
-        self.relaxation = check_relaxation(relaxation)
-
-    def forward(
-        self, probs: torch.Tensor, image: torch.Tensor, valid: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.weight * grid_potts_loss(
-            probs, image, valid, neighbours=self.neighbours, sigma_rgb=self.sigma_rgb,
-            relaxation=self.relaxation,
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"weight={self.weight}, neighbours={self.neighbours}, sigma_rgb={self.sigma_rgb}, "
-            f"relaxation={self.relaxation!r}"
+        super().__init__(
+            weight, neighbours=int(neighbours), sigma_rgb=check_positive("sigma_rgb", sigma_rgb),
+            relaxation=check_relaxation(relaxation),
         )

@@ -1,0 +1,158 @@
+"""The Gaussian bilateral kernel of a batch of images: built once, applied many times.
+
+For image b with N = H*W pixels, positions p and RGB colours I,
+
+    W_pq = c * exp(-|p - q|^2 / (2 sigma_xy^2) - |I_p - I_q|^2 / (2 sigma_rgb^2)),
+
+self term (q = p) included, unnormalised, applied as a permutohedral lattice's splat / blur /
+slice (densecrf's scheme; see `wsdeploy.crf.filter` for the scale c and the error). Building
+the lattice (hashing the N feature vectors) is the expensive part; applying it is two sparse
+products and a blur. One `BilateralKernel` serves every consumer of the kernel:
+
+    kernel = BilateralKernel(images, sigma_xy=80.0, sigma_rgb=13.0)   # (B, 3, H, W) RGB 0-255
+    out = kernel(values)            # (B, C, H, W) -> (B, C, H, W), differentiable (exact adjoint)
+    degree = kernel.degree          # (B, 1, H, W) = W 1, computed once on first use
+
+- `wsdeploy.crf.dense_crf` (mean-field inference, with the symmetric normalisation),
+- the dense-CRF and normalized-cut training losses (`wsdeploy.training.losses.dense`), and
+- `wsdeploy.training.annotate`, which fits one image for hundreds of steps on one kernel.
+
+Image convention: (B, 3, H, W), uint8 or float, RGB in the units of sigma_rgb (0-255 for
+uint8), on any device; the kernel lives on that device. Nothing is guessed from the shape.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from wsdeploy.crf._lattice import build_lattice
+from wsdeploy.crf._operator import LatticeOperator, lattice_norm, make_operator
+
+__all__ = ["BilateralKernel", "check_sigma", "pixel_features"]
+
+
+def check_sigma(name: str, sigma: object) -> float:
+    """`sigma` as a float; TypeError unless a real number, ValueError unless finite and > 0."""
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(sigma).__name__}")
+    if not sigma > 0 or sigma == float("inf"):
+        raise ValueError(f"{name} must be finite and > 0, got {sigma}")
+    return float(sigma)
+
+
+def pixel_features(
+    image: torch.Tensor | None, height: int, width: int, *, sigma_xy: float,
+    sigma_rgb: float | None, device: torch.device | str,
+) -> torch.Tensor:
+    """(N, 2) or (N, 5) float32 features (x/sigma_xy, y/sigma_xy[, rgb/sigma_rgb]), raster order.
+
+    Args:
+        image: (H, W, 3) uint8 or float in the units sigma_rgb is given in, or None for a
+            position-only kernel.
+    """
+    y = torch.arange(height, device=device, dtype=torch.float32) / sigma_xy
+    x = torch.arange(width, device=device, dtype=torch.float32) / sigma_xy
+    cols = [x.repeat(height), y.repeat_interleave(width)]
+    if image is not None:
+        if sigma_rgb is None:
+            raise ValueError("sigma_rgb is required when an image is given")
+        rgb = image.reshape(-1, 3).float() / sigma_rgb  # (N, 3)
+        cols += [rgb[:, 0], rgb[:, 1], rgb[:, 2]]
+    return torch.stack(cols, 1)
+
+
+class _ApplyOperator(torch.autograd.Function):
+    """Apply a fixed LatticeOperator to (N, C) values; the backward applies its exact adjoint
+    (the lattice is not exactly symmetric, up to 31 % on tiny images, so re-applying the
+    forward operator to the gradient would be wrong)."""
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, op: LatticeOperator) -> torch.Tensor:  # type: ignore[override]
+        ctx.op = op
+        return op(values)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return ctx.op(grad.contiguous(), transpose=True), None
+
+
+class BilateralKernel:
+    """The bilateral kernel W of each image of a batch (see the module docstring).
+
+    Args:
+        image: (B, 3, H, W) uint8 or float RGB in the units of `sigma_rgb` (0-255 for uint8).
+        sigma_xy: spatial standard deviation in pixels of `image`, > 0.
+        sigma_rgb: colour standard deviation in image units, > 0.
+
+    Attributes:
+        batch, height, width: the images' B, H, W.
+        device: where the kernel lives (the image's device).
+    """
+
+    def __init__(self, image: torch.Tensor, *, sigma_xy: float, sigma_rgb: float) -> None:
+        if not isinstance(image, torch.Tensor):
+            raise TypeError(f"image must be a torch tensor, got {type(image).__name__}")
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"expected image (B, 3, H, W) RGB, got {tuple(image.shape)}")
+        if image.dtype != torch.uint8 and not image.is_floating_point():
+            raise TypeError(f"image must be uint8 or float, got {image.dtype}")
+        self.sigma_xy = check_sigma("sigma_xy", sigma_xy)
+        self.sigma_rgb = check_sigma("sigma_rgb", sigma_rgb)
+        self.batch, _, self.height, self.width = (int(s) for s in image.shape)
+        self.device = image.device
+        pixels = image.permute(0, 2, 3, 1)  # (B, H, W, 3), a view
+        self.lattices = [
+            build_lattice(pixel_features(
+                pixels[b], self.height, self.width, sigma_xy=self.sigma_xy,
+                sigma_rgb=self.sigma_rgb, device=self.device,
+            ))
+            for b in range(self.batch)
+        ]
+        self._plain: list[LatticeOperator | None] = [None] * self.batch
+        self._degree: torch.Tensor | None = None
+
+    def __call__(self, values: torch.Tensor) -> torch.Tensor:
+        """Apply W to every channel: (B, C, H, W) float -> (B, C, H, W) float32.
+
+        Differentiable with respect to `values` (the backward applies the exact adjoint); runs
+        in float32 whatever the input precision, on the kernel's device.
+        """
+        if not isinstance(values, torch.Tensor) or values.ndim != 4 or not values.is_floating_point():
+            shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise ValueError(f"expected values (B, C, H, W) float, got {shape}")
+        b, c, h, w = values.shape
+        if (b, h, w) != (self.batch, self.height, self.width):
+            raise ValueError(
+                f"expected values ({self.batch}, C, {self.height}, {self.width}) to match the "
+                f"kernel's images, got {tuple(values.shape)}"
+            )
+        outs = []
+        for k in range(b):
+            v = values[k].reshape(c, h * w).t().float().contiguous()  # (N, C)
+            outs.append(_ApplyOperator.apply(v, self.operator(k)).t().reshape(c, h, w))
+        return torch.stack(outs, 0)
+
+    @property
+    def degree(self) -> torch.Tensor:
+        """(B, 1, H, W) float32, W 1: each pixel's total kernel weight (computed once)."""
+        if self._degree is None:
+            ones = torch.ones(self.batch, 1, self.height, self.width, device=self.device)
+            self._degree = self(ones).detach()
+        return self._degree
+
+    def operator(self, index: int) -> LatticeOperator:
+        """The plain operator W of image `index` on (N, C) float32 row-major values."""
+        op = self._plain[index]
+        if op is None:
+            op = make_operator([self.lattices[index]], weights=[1.0], pixel_scales=[None])
+            self._plain[index] = op
+        return op
+
+    def normalized_operator(self, index: int, *, weight: float) -> LatticeOperator:
+        """weight * D W D of image `index`, D = diag(W 1)^(-1/2): densecrf's symmetric
+        normalisation, on (N, C) float32 row-major values (what mean-field inference applies)."""
+        lattice = self.lattices[index]
+        scale = torch.rsqrt(lattice_norm(lattice) + 1e-20)  # (N,)
+        return make_operator([lattice], weights=[weight], pixel_scales=[scale])
