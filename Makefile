@@ -23,6 +23,9 @@ $(VENV)/.base-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.test-installed: $(VENV)/.base-installed
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# type stubs for the TensorRT type check; --no-deps: the package requires tensorrt itself,
+	# whose libraries only NVIDIA's index serves (tests/export/test_tensorrt_api.py)
+	$(BIN)/python -m pip install --quiet --no-deps "tensorrt-stubs==10.13.0.35.1"
 	touch $@
 
 $(VENV)/.train-installed: $(VENV)/.base-installed

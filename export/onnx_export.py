@@ -66,6 +66,7 @@ def to_onnx(
     calibration: str | os.PathLike | Sequence[Any] | None = None,
     calibration_limit: int = 32,
     calibration_method: str = "minmax",
+    int8_symmetric: bool = False,
     simplify: bool = True,
     check: bool = True,
     check_images: str | os.PathLike | Sequence[Any] | None = None,
@@ -87,6 +88,8 @@ def to_onnx(
         calibration: a folder of images, or a list of image inputs, for INT8.
         calibration_limit: use at most this many calibration images.
         calibration_method: 'minmax', 'entropy' or 'percentile' (see `quantize_int8`).
+        int8_symmetric: signed int8 activations with zero point 0, the scheme TensorRT needs
+            (`to_tensorrt` refuses the default asymmetric uint8 ones).
         simplify: run onnxslim when it is installed.
         check: the parity check with torch (strongly recommended).
         check_images: images for it (folder or list); default: the bundled demo images, or
@@ -132,7 +135,8 @@ def to_onnx(
             fp32 = Path(tmp) / "fp32.onnx"
             onnx.save(proto, str(fp32))
             quantized = Path(tmp) / "int8.onnx"
-            quantize_int8(fp32, quantized, images=calib_images, card=card, input_multiple=m, method=calibration_method)
+            quantize_int8(fp32, quantized, images=calib_images, card=card, input_multiple=m, method=calibration_method,
+                          symmetric=int8_symmetric)
             proto = onnx.load(str(quantized))
         _set_metadata(proto, card, runtime)
         onnx.checker.check_model(proto)

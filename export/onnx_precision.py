@@ -9,7 +9,9 @@ INT8: `onnxruntime.quantization.quantize_static` in QDQ format (QuantizeLinear/D
 pairs, which onnxruntime fuses into integer kernels and TensorRT reads as explicit quantisation),
 per-channel int8 weights, uint8 activations, calibrated on real images fed through the runtime's
 pre-processing. `quant_pre_process` runs first without symbolic shape inference, which stops on
-the dynamic Resize of these models.
+the dynamic Resize of these models. `symmetric=True` makes the activations signed int8 with zero
+point 0 (weights are symmetric either way): the only INT8 scheme TensorRT's explicit quantisation
+accepts, so the INT8 ONNX behind a TensorRT engine is made that way (onnxruntime runs it too).
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ def quantize_int8(
     card: ModelCard,
     input_multiple: int,
     method: str = "minmax",
+    symmetric: bool = False,
     input_name: str = "image",
 ) -> None:
     """Quantise an fp32 ONNX file to INT8 QDQ, calibrated on `images`.
@@ -61,6 +64,8 @@ def quantize_int8(
         card: the model card (normalisation). input_multiple: the model's padding multiple.
         method: activation range calibration: 'minmax' (default; fast), 'entropy' or
             'percentile' (histograms; slower, more memory, sometimes more accurate).
+        symmetric: signed int8 activations with zero point 0 (TensorRT's scheme) instead of
+            onnxruntime's default asymmetric uint8 ones.
     """
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
@@ -93,6 +98,8 @@ def quantize_int8(
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_static(
             str(pre), str(int8_path), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=methods[method],
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric else None,
         )
-    logger.info("INT8 QDQ model calibrated on %d images (%s)", len(images), method)
+    logger.info("INT8 QDQ model calibrated on %d images (%s%s)", len(images), method, ", symmetric" if symmetric else "")

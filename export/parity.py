@@ -12,13 +12,25 @@ class; also its minimum over images). Tolerances (`TOLERANCES`, chosen per preci
     fp16  label agreement >= 0.995, max_rel_error <= 5e-2
     int8  label agreement >= 0.95   (logit error reported, not checked: quantisation moves it)
 
-`check_parity` raises `ParityError` (a ValueError) past them.
+A TensorRT engine is checked against the ONNX it was built from (onnxruntime, CPU, fp32
+arithmetic) with `ENGINE_TOLERANCES`: looser logits for fp32 because TensorRT runs fp32
+convolutions in TF32 by default (10-bit mantissa), INT8 at the 98% the project targets:
+
+    fp32  label agreement >= 0.999, max_rel_error <= 1e-2
+    fp16  label agreement >= 0.995, max_rel_error <= 5e-2
+    int8  label agreement >= 0.98   (logit error reported, not checked)
+
+`check_parity` raises `ParityError` (a ValueError) past them; `check_files` opens two model
+files (any backend `wsdeploy.load` reads) and checks one against the other, which is what
+`wsdeploy export --check-only MODEL REFERENCE` runs.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +41,10 @@ from wsdeploy.runtime import class_argmax, upsample_logits
 
 from wsdeploy.export.images import network_inputs
 
-__all__ = ["TOLERANCES", "ParityError", "ParityReport", "Tolerance", "check_parity", "compare_backends"]
+__all__ = [
+    "ENGINE_TOLERANCES", "TOLERANCES", "ParityError", "ParityReport", "Tolerance", "check_files", "check_parity",
+    "compare_backends", "resolve_tolerance",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +67,11 @@ TOLERANCES = {
     "fp32": Tolerance(min_label_agreement=0.999, max_rel_error=1e-3),
     "fp16": Tolerance(min_label_agreement=0.995, max_rel_error=5e-2),
     "int8": Tolerance(min_label_agreement=0.95, max_rel_error=None),
+}
+ENGINE_TOLERANCES = {  # a TensorRT engine against the ONNX it was built from
+    "fp32": Tolerance(min_label_agreement=0.999, max_rel_error=1e-2),
+    "fp16": Tolerance(min_label_agreement=0.995, max_rel_error=5e-2),
+    "int8": Tolerance(min_label_agreement=0.98, max_rel_error=None),
 }
 
 
@@ -152,10 +172,7 @@ def check_parity(
         tolerance: a `Tolerance`, or a precision name from `TOLERANCES`.
         name: what is being checked, for the messages (e.g. the file name).
     """
-    if isinstance(tolerance, str):
-        if tolerance not in TOLERANCES:
-            raise ValueError(f"tolerance must be a Tolerance or one of {sorted(TOLERANCES)}, got {tolerance!r}")
-        tolerance = TOLERANCES[tolerance]
+    tolerance = resolve_tolerance(tolerance)
     with torch.inference_mode():
         report = compare_backends(reference, candidate, images, card=card)
     failures = report.failures(tolerance)
@@ -168,3 +185,56 @@ def check_parity(
         raise ParityError(f"parity check failed: {'; '.join(failures)}. {summary}", report)
     logger.info("parity ok: %s", summary)
     return report
+
+
+def resolve_tolerance(tolerance: Tolerance | str, *, table: dict[str, Tolerance] | None = None) -> Tolerance:
+    """A `Tolerance` as is, or a precision name looked up in `table` (default `TOLERANCES`)."""
+    table = TOLERANCES if table is None else table
+    if isinstance(tolerance, Tolerance):
+        return tolerance
+    if tolerance not in table:
+        raise ValueError(f"tolerance must be a Tolerance or one of {sorted(table)}, got {tolerance!r}")
+    return table[tolerance]
+
+
+def check_files(
+    model: str | os.PathLike,
+    reference: str | os.PathLike,
+    *,
+    images: str | os.PathLike | Sequence[Any] | None = None,
+    device: str = "auto",
+    reference_device: str = "cpu",
+    tolerance: Tolerance | str | None = None,
+) -> ParityReport:
+    """Check the model file `model` against `reference` (each a `.pt`, `.onnx`, `.pt2` or
+    `.engine` that `wsdeploy.load` reads) on real images.
+
+    Args:
+        images: a folder or list of images; None: `wsdeploy.export.images.default_check_images`.
+        device: where `model` runs ('auto': CUDA when present); `reference_device`: where the
+            reference runs (default CPU, the exact arithmetic).
+        tolerance: a `Tolerance` or precision name; None: the model's own precision in
+            `ENGINE_TOLERANCES` for an engine, else in `TOLERANCES`.
+
+    Raises:
+        ValueError: unreadable files, models with different classes or strides;
+            `ParityError` past the tolerance.
+    """
+    from wsdeploy.backends.dispatch import SUFFIX_BACKENDS, open_backend
+    from wsdeploy.export.images import load_images
+
+    candidate, card = open_backend(model, device=device)
+    ref, ref_card = open_backend(reference, device=reference_device)
+    if list(card.classes) != list(ref_card.classes):
+        raise ValueError(
+            f"{Path(model).name} and {Path(reference).name} have different classes: "
+            f"{list(card.classes)[:6]} vs {list(ref_card.classes)[:6]}"
+        )
+    if tolerance is None:
+        precision = getattr(getattr(candidate, "info", None), "precision", "fp32")
+        engine = SUFFIX_BACKENDS.get(Path(model).suffix.lower()) == "tensorrt"
+        tolerance = resolve_tolerance(precision, table=ENGINE_TOLERANCES if engine else TOLERANCES)
+    return check_parity(
+        ref, candidate, load_images(images), card=card, tolerance=tolerance,
+        name=f"{Path(model).name} vs {Path(reference).name}",
+    )

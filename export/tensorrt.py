@@ -1,15 +1,32 @@
-"""`to_tensorrt`: an ONNX export to a TensorRT engine (fp16, INT8) with an optimisation profile.
+"""`to_tensorrt`: a wsdeploy ONNX export to a TensorRT engine, checked for parity before it is written.
 
-Written against TensorRT 10's documented Python API: `Builder`, `OnnxParser`,
-`IBuilderConfig` (memory pool limit, `BuilderFlag.FP16` / `INT8`, timing cache),
-`IOptimizationProfile.set_shape`, `build_serialized_network`, and for INT8 from an fp32 model an
-`IInt8EntropyCalibrator2` fed by real images through the runtime's pre-processing, with a
-calibration cache. (TensorRT 10 deprecates implicit INT8 calibration in favour of explicit
-quantisation: an INT8 QDQ ONNX from `to_onnx(int8=True)` builds with the INT8 flag and no
-calibrator, and that is the path to prefer.)
+One strongly typed build for TensorRT 10.13+ and 11.x. TensorRT 11 removed weak typing (no
+`BuilderFlag.FP16` / `INT8`, no implicit INT8 calibrator); the network is created with
+`NetworkDefinitionCreationFlag.STRONGLY_TYPED`, which TensorRT 10 needs for the same behaviour
+and TensorRT 11 accepts and ignores (strong typing is always on there). The precision therefore
+comes from the ONNX graph itself:
 
-Verified here: the profile computation, the calibration batches and the missing-TensorRT error.
-NOT verified: building or running an engine; no machine with TensorRT was available.
+    fp32 ONNX  (to_onnx)                                  -> fp32 engine (TF32 convolutions, TensorRT's default)
+    fp16 ONNX  (to_onnx(fp16=True))                       -> fp16 engine
+    INT8 QDQ   (to_onnx(int8=True, int8_symmetric=True,   -> INT8 engine (explicit quantisation)
+                calibration=images))
+
+The INT8 scales are the QDQ ONNX's, calibrated on real images through the runtime's
+pre-processing (`wsdeploy.export.onnx_precision.quantize_int8`). TensorRT accepts only symmetric
+int8 (zero point 0), so an ONNX with onnxruntime's default asymmetric uint8 activations is refused
+with the fix in the message.
+
+Builder settings: one optimisation profile for the dynamic (B, 3, H, W) input, the workspace pool
+limit, a timing cache file read and updated across builds. Before anything is written the
+serialised engine is deserialised and compared with a reference (default: the source ONNX on
+onnxruntime, CPU) on the check images (`wsdeploy.export.images.default_check_images` unless given)
+with `parity.ENGINE_TOLERANCES` for its precision; a failed check raises `ParityError` and writes
+nothing.
+
+Verified here without TensorRT: profiles, the INT8-scheme check, argument checks, the missing-
+TensorRT error; every TensorRT name used exists in the 11.4 bindings and the module type-checks
+against TensorRT 10.13's stubs (`tests/export/test_tensorrt_api.py`). NOT run: building or
+running an engine; no machine with TensorRT was available.
 """
 from __future__ import annotations
 
@@ -18,22 +35,23 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
 from wsdeploy.atomic import atomic_write_bytes, atomic_write_text
 from wsdeploy.backends.metadata import CARD_KEY, RUNTIME_KEY, runtime_info
-from wsdeploy.backends.tensorrt_backend import INPUT_NAME, import_tensorrt, side_file
-from wsdeploy.checkpoint import ModelCard
+from wsdeploy.backends.tensorrt_backend import INPUT_NAME, TensorRTBackend, import_tensorrt, side_file
 
-from wsdeploy.export.images import load_images, network_inputs
+from wsdeploy.export.images import load_images
 from wsdeploy.export.onnx_export import read_onnx_info
+from wsdeploy.export.parity import ENGINE_TOLERANCES, ParityReport, Tolerance, check_parity, resolve_tolerance
 
-__all__ = ["TensorRTExport", "calibration_batches", "optimization_profile", "to_tensorrt"]
+__all__ = ["TensorRTExport", "int8_scheme", "optimization_profile", "to_tensorrt"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +60,13 @@ Shape = tuple[int, int, int, int]
 
 @dataclasses.dataclass(frozen=True)
 class TensorRTExport:
-    """What `to_tensorrt` wrote."""
+    """What `to_tensorrt` wrote and measured."""
 
     path: Path
     side_file: Path
-    precision: str
+    precision: str  # from the ONNX: 'fp32' | 'fp16' | 'int8'
     profile: tuple[Shape, Shape, Shape]
+    parity: ParityReport | None  # None when check=False
     seconds: float
 
 
@@ -78,144 +97,155 @@ def optimization_profile(
     return lo, opt, hi
 
 
-def calibration_batches(
-    images: Sequence[np.ndarray], card: ModelCard, *, shape: Sequence[int], input_multiple: int
-) -> Iterator[np.ndarray]:
-    """INT8 calibration batches of exactly `shape` (B, 3, H, W): images resized to (H, W), then
-    the runtime's normalisation; a last incomplete batch is dropped (TensorRT wants full ones).
+def int8_scheme(onnx_path: str | os.PathLike) -> str | None:
+    """'symmetric' (every QuantizeLinear int8 with zero point 0), 'asymmetric', or None (no
+    QuantizeLinear in the graph)."""
+    import onnx
+    from onnx import numpy_helper
 
-    Yields:
-        (B, 3, H, W) float32 C-contiguous arrays.
-    """
-    b, _, h, w = (int(d) for d in shape)
-    if len(images) < b:
-        raise ValueError(f"INT8 calibration needs at least one full batch of {b} images, got {len(images)}")
-    batch: list[np.ndarray] = []
-    for x in network_inputs(images, card, multiple=input_multiple, size=(h, w)):
-        batch.append(x[0].numpy())
-        if len(batch) == b:
-            yield np.ascontiguousarray(np.stack(batch))
-            batch = []
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    constants = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute:
+            constants[node.output[0]] = node.attribute[0].t
+    found = False
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear":
+            continue
+        found = True
+        if len(node.input) < 3 or node.input[2] not in constants:
+            return "asymmetric"  # no zero point means uint8 in ONNX
+        zero = numpy_helper.to_array(constants[node.input[2]])
+        if zero.dtype != np.int8 or np.any(zero != 0):
+            return "asymmetric"
+    return "symmetric" if found else None
 
 
 def to_tensorrt(
     onnx_path: str | os.PathLike,
     engine_path: str | os.PathLike,
     *,
-    fp16: bool = True,
-    int8: bool = False,
-    calibration_data: str | os.PathLike | Sequence[Any] | None = None,
-    calibration_limit: int = 64,
-    calibration_cache: str | os.PathLike | None = None,
     min_shape: Sequence[int] = (1, 3, 256, 256),
     opt_shape: Sequence[int] = (1, 3, 512, 512),
     max_shape: Sequence[int] = (8, 3, 1024, 1024),
     timing_cache: str | os.PathLike | None = None,
     workspace_gib: float = 4.0,
+    device: str = "cuda",
+    check: bool = True,
+    check_images: str | os.PathLike | Sequence[Any] | None = None,
+    reference: str | os.PathLike | None = None,
+    tolerance: Tolerance | None = None,
 ) -> TensorRTExport:
-    """Build a TensorRT engine from a wsdeploy ONNX export, and its `.engine.json` side file.
+    """Build a TensorRT engine from a wsdeploy ONNX export; check it; write it and its side file.
 
     Args:
-        onnx_path: an fp32 export (or an INT8 QDQ one: explicit quantisation, no calibrator).
+        onnx_path: an fp32, fp16 or symmetric INT8 QDQ export of `wsdeploy.export.to_onnx`; the
+            engine's precision is the ONNX's.
         engine_path: where to write the engine (atomically); the card goes to
             `engine_path + ".json"`.
-        fp16: allow fp16 kernels. int8: allow INT8 kernels; an fp32 ONNX then needs
-            `calibration_data` (a folder or list of images) for the entropy calibrator.
-        calibration_limit: at most this many calibration images.
-        calibration_cache: read calibration scales from / write them to this file (a rebuild
-            with the cache skips calibration).
         min_shape, opt_shape, max_shape: the optimisation profile, (B, 3, H, W) each.
         timing_cache: read / update this kernel timing cache file (faster rebuilds).
         workspace_gib: builder workspace memory limit.
+        device: the CUDA device to build for and check on.
+        check: compare the built engine with `reference` before writing (strongly advised).
+        check_images: images for it (folder or list); default: the package's default check images.
+            Images whose padded size falls outside the profile are resized to opt_shape's H, W.
+        reference: the model to compare with: a `.onnx` (onnxruntime, CPU) or `.pt` checkpoint
+            (torch, CPU); default: `onnx_path` itself.
+        tolerance: override `parity.ENGINE_TOLERANCES[precision]`.
 
     Raises:
         ImportError: TensorRT is not installed (names the extra).
-        ValueError: bad arguments, a foreign ONNX, or a failed parse or build.
+        ValueError: bad arguments, a foreign ONNX, an asymmetric INT8 ONNX, a failed parse or
+            build; `ParityError` (a ValueError) if the engine fails the check (nothing written).
     """
     t0 = time.perf_counter()
     info = read_onnx_info(onnx_path)
-    if info.precision == "fp16":
+    if info.input_shape is not None:
+        raise ValueError(f"{onnx_path}: a fixed-shape ONNX; build engines from a dynamic export (the default)")
+    if info.precision == "int8" and int8_scheme(onnx_path) != "symmetric":
         raise ValueError(
-            f"{onnx_path}: build engines from the fp32 export and pass fp16=True, not from an fp16 ONNX"
+            f"{onnx_path}: INT8 ONNX with asymmetric uint8 activations (onnxruntime's default); TensorRT "
+            "accepts only symmetric int8: export with to_onnx(int8=True, int8_symmetric=True, ...) or "
+            "`wsdeploy export CKPT --format tensorrt --int8 --calibration DIR`"
         )
-    explicit_int8 = info.precision == "int8"
-    if int8 and not explicit_int8 and calibration_data is None and calibration_cache is None:
-        raise ValueError("int8=True on an fp32 ONNX needs calibration_data= (images) or a calibration_cache=")
+    if workspace_gib <= 0:
+        raise ValueError(f"workspace_gib must be > 0, got {workspace_gib}")
     profile = optimization_profile(min_shape, opt_shape, max_shape, input_multiple=info.input_multiple)
-    trt = import_tensorrt()
+    limits = resolve_tolerance(tolerance or info.precision, table=ENGINE_TOLERANCES)
+    import_tensorrt()  # the ImportError that names the extra
+    import tensorrt as trt
+
+    serialized, cache_bytes = _build(Path(onnx_path), profile, timing_cache, workspace_gib)
+    runtime = runtime_info(input_multiple=info.input_multiple, logit_stride=info.logit_stride, precision=info.precision)
+    runtime["tensorrt"] = {
+        "version": trt.__version__, "gpu": torch.cuda.get_device_name(torch.device(device)),
+        "profile": [list(s) for s in profile], "strongly_typed": True,
+    }
+    report = None
+    if check:
+        engine = TensorRTBackend.from_bytes(serialized, info, device=device, source=str(engine_path))
+        images = _fit_profile(load_images(check_images), profile, info.input_multiple)
+        report = check_parity(
+            _reference_backend(reference or onnx_path), engine, images, card=info.card, tolerance=limits,
+            name=Path(engine_path).name,
+        )
+        runtime["tensorrt"]["parity"] = report.to_dict()
+    if timing_cache and cache_bytes:
+        atomic_write_bytes(timing_cache, cache_bytes)
+    atomic_write_bytes(engine_path, serialized)
+    meta = side_file(engine_path)
+    atomic_write_text(meta, json.dumps({CARD_KEY: info.card.to_dict(), RUNTIME_KEY: runtime}, indent=1))
+    seconds = time.perf_counter() - t0
+    logger.info("wrote %s (%s, profile %s, %.0f s)", engine_path, info.precision, profile, seconds)
+    return TensorRTExport(
+        path=Path(engine_path), side_file=meta, precision=info.precision, profile=profile, parity=report,
+        seconds=seconds,
+    )
+
+
+def _build(
+    onnx_path: Path, profile: tuple[Shape, Shape, Shape], timing_cache: str | os.PathLike | None, workspace_gib: float
+) -> tuple[bytes, bytes]:
+    """(serialised engine, updated timing cache) for a strongly typed network parsed from ONNX."""
+    import tensorrt as trt
+
     trt_logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(trt_logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, trt_logger)
-    if not parser.parse(Path(onnx_path).read_bytes()):
+    if not parser.parse(onnx_path.read_bytes()):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ValueError(f"{onnx_path}: TensorRT could not parse the ONNX model: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     trt_profile = builder.create_optimization_profile()
-    trt_profile.set_shape(INPUT_NAME, *profile)
+    trt_profile.set_shape(INPUT_NAME, *(trt.Dims(list(s)) for s in profile))
     config.add_optimization_profile(trt_profile)
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    if int8 or explicit_int8:
-        config.set_flag(trt.BuilderFlag.INT8)
-    if int8 and not explicit_int8:
-        images = load_images(calibration_data, limit=calibration_limit) if calibration_data is not None else []
-        batches: Iterator[np.ndarray] = iter(())  # with only a cache, TensorRT asks for no batch
-        if images:
-            batches = calibration_batches(images, info.card, shape=profile[1], input_multiple=info.input_multiple)
-        config.int8_calibrator = _entropy_calibrator(trt, batches, profile[1], calibration_cache)
-        config.set_calibration_profile(trt_profile)
-    cache_bytes = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
-    config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False)
+    cached = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
+    config.set_timing_cache(config.create_timing_cache(cached), False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ValueError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log)")
-    if timing_cache:
-        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
-    precision = "int8" if (int8 or explicit_int8) else "fp16" if fp16 else "fp32"
-    runtime = runtime_info(input_multiple=info.input_multiple, logit_stride=info.logit_stride, precision=precision)
-    runtime["tensorrt"] = {
-        "version": trt.__version__, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "profile": [list(s) for s in profile],
-    }
-    atomic_write_bytes(engine_path, bytes(serialized))
-    meta = side_file(engine_path)
-    atomic_write_text(meta, json.dumps({CARD_KEY: info.card.to_dict(), RUNTIME_KEY: runtime}, indent=1))
-    seconds = time.perf_counter() - t0
-    logger.info("wrote %s (%s, profile %s, %.0f s)", engine_path, precision, profile, seconds)
-    return TensorRTExport(
-        path=Path(engine_path), side_file=meta, precision=precision, profile=profile, seconds=seconds
-    )
+    cache = config.get_timing_cache()
+    return bytes(serialized), bytes(cache.serialize()) if cache is not None else b""
 
 
-def _entropy_calibrator(
-    trt: Any, batches: Iterator[np.ndarray], shape: Shape, cache: str | os.PathLike | None
-) -> Any:
-    """An `IInt8EntropyCalibrator2` over `batches`, staging each batch in one CUDA buffer."""
+def _reference_backend(reference: str | os.PathLike) -> Any:
+    """The backend the engine is compared with: onnxruntime or torch, on the CPU."""
+    from wsdeploy.backends.dispatch import open_backend
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.buffer = torch.empty(shape, dtype=torch.float32, device="cuda")
+    backend, _ = open_backend(reference, device="cpu")
+    return backend
 
-        def get_batch_size(self) -> int:
-            return int(shape[0])
 
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            batch = next(batches, None)
-            if batch is None:
-                return None
-            self.buffer.copy_(torch.from_numpy(batch))
-            return [int(self.buffer.data_ptr())]
-
-        def read_calibration_cache(self) -> bytes | None:
-            if cache is not None and Path(cache).is_file():
-                return Path(cache).read_bytes()
-            return None
-
-        def write_calibration_cache(self, data: Any) -> None:
-            if cache is not None:
-                atomic_write_bytes(cache, bytes(data))
-
-    return EntropyCalibrator()
+def _fit_profile(images: list[np.ndarray], profile: tuple[Shape, Shape, Shape], multiple: int) -> list[np.ndarray]:
+    """Images whose padded (H, W) lies outside the profile, resized to the profile's opt H, W."""
+    (_, _, h_lo, w_lo), (_, _, h_opt, w_opt), (_, _, h_hi, w_hi) = profile
+    out = []
+    for image in images:
+        h, w = (-(-d // multiple) * multiple for d in image.shape[:2])
+        if not (h_lo <= h <= h_hi and w_lo <= w <= w_hi):
+            image = cv2.resize(image, (w_opt, h_opt), interpolation=cv2.INTER_AREA)
+        out.append(image)
+    return out

@@ -51,3 +51,29 @@ def test_export_errors(checkpoint, tmp_path):
         _run([str(checkpoint), "--format", "pt2", "--out", str(tmp_path / "m.pt2"), "--fp16"])
     with pytest.raises(SystemExit):  # argparse: --fp16 and --int8 are exclusive
         _run([str(checkpoint), "--format", "onnx", "--out", "x.onnx", "--fp16", "--int8"])
+
+
+def test_check_only_compares_two_model_files(checkpoint, onnx_file, tmp_path, capsys):
+    from tests.export.conftest import make_checkpoint
+    from wsdeploy.export import ParityError
+
+    assert _run(["--check-only", str(onnx_file), str(checkpoint)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and report["label_agreement"] >= 0.999 and report["images"] >= 1
+    other = make_checkpoint(tmp_path / "other.pt", width=8)  # same classes, other weights
+    with pytest.raises(ParityError, match="parity check failed: label agreement"):
+        _run(["--check-only", str(onnx_file), str(other)])
+    assert not list(tmp_path.glob("*.onnx"))  # nothing written
+
+
+def test_check_only_argument_errors(checkpoint, onnx_file):
+    with pytest.raises(ValueError, match="needs two files"):
+        _run(["--check-only", str(onnx_file)])
+    with pytest.raises(ValueError, match="writes nothing"):
+        _run(["--check-only", str(onnx_file), str(checkpoint), "--format", "onnx"])
+    with pytest.raises(ValueError, match="needs --format and --out"):
+        _run([str(checkpoint)])
+    with pytest.raises(ValueError, match="unexpected second file"):
+        _run([str(checkpoint), str(onnx_file), "--format", "onnx", "--out", "x.onnx"])
+    with pytest.raises(ValueError, match="--fp32 is for --format tensorrt"):
+        _run([str(checkpoint), "--format", "onnx", "--out", "x.onnx", "--fp32"])

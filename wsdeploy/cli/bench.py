@@ -205,13 +205,15 @@ def _export(checkpoint: Path, kind: str, stem: Path, args: argparse.Namespace) -
     if kind.startswith("pt2"):
         result = to_pt2(checkpoint, stem.with_suffix(".pt2"), aoti=kind == "pt2-aoti")
         return result.path, {"seconds": round(result.seconds, 1), "parity": result.parity.to_dict()}
-    onnx_path = stem.with_suffix(".onnx")
-    to_onnx(checkpoint, onnx_path)
-    engine = to_tensorrt(onnx_path, stem.with_suffix(".engine"), fp16=True, int8=kind == "engine-int8",
-                         calibration_data=args.calibration,
+    # TensorRT engines take their precision from the ONNX (strongly typed): fp16, or symmetric INT8 QDQ
+    int8 = kind == "engine-int8"
+    onnx_path = to_onnx(checkpoint, stem.with_suffix(".onnx"), fp16=not int8, int8=int8, int8_symmetric=int8,
+                        calibration=args.calibration if int8 else None).path
+    engine = to_tensorrt(onnx_path, stem.with_suffix(".engine"),
                          min_shape=(1, 3, args.size, args.size), opt_shape=(1, 3, args.size, args.size),
                          max_shape=(max(args.batch), 3, args.size, args.size))
-    return engine.path, {"seconds": round(engine.seconds, 1), "precision": engine.precision}
+    return engine.path, {"seconds": round(engine.seconds, 1), "precision": engine.precision,
+                         "parity": engine.parity.to_dict() if engine.parity else None}
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
