@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from wsdeploy.cli import errors, tiny
+
 __all__ = ["main"]
 
 # name -> (module, one-line help).
@@ -41,6 +43,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:  # only the chosen command's module is imported
             importlib.import_module(module_name).add_arguments(p)
+            parser.set_defaults(_subparser=p)
     return parser
 
 
@@ -48,22 +51,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # a bad flag after the command: that command's usage, not the top-level one
+        getattr(args, "_subparser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if tiny.enabled():
+        tiny.apply(args)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args))
-    except (ValueError, TypeError, ImportError, FileNotFoundError, FloatingPointError) as exc:
-        print(f"wsdeploy {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"wsdeploy {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 -- the CLI's last line of defence: one line, never a traceback
+        code, message = errors.describe(exc)
+        if args.verbose:
+            logging.getLogger(__name__).debug("traceback", exc_info=exc)
+        print(f"wsdeploy {args.command}: error: {message}", file=sys.stderr)
+        return code
 
 
 def _version() -> str:

@@ -1,0 +1,372 @@
+"""Every README shell example and every `--help` example runs as written (issue 16).
+
+One scratch folder for the whole README (`scratch_files` says what it holds before the first
+block), blocks run in README order with `WSDEPLOY_TINY=1` (toy sizes, `wsdeploy/cli/tiny.py`),
+then the `--help` examples of every command in the same folder. One test per block reports
+that block's outcome; running any of them runs them all once (a session fixture), since later
+blocks use what earlier ones wrote. The convention: tests/readme_blocks.py and the README's
+Development section.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.readme_blocks import Block, Command, help_examples, readme_blocks
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+SHARED = ROOT.parent / "shared"
+SERVER_START_S = 90.0
+
+
+@dataclass
+class Outcome:
+    status: str  # passed | skipped | failed
+    detail: str = ""
+    seconds: float = 0.0
+
+
+def _help_blocks() -> list[Block]:
+    from wsdeploy.cli.main import COMMANDS
+
+    return [b for b in (help_examples(c) for c in COMMANDS) if b is not None]
+
+
+BLOCKS = [b for b in readme_blocks(README) if b.runnable]
+HELP_BLOCKS = _help_blocks()
+
+
+# ---------------------------------------------------------------------------- the scratch folder
+def scratch_files(folder: Path) -> None:
+    """What the README's examples may assume (listed in the README's Development section)."""
+    import cv2
+
+    from wsdeploy.data.synthetic import generate_dataset
+    from wsdeploy.runtime import DEFAULT_MODEL_PATH
+
+    demo = DEFAULT_MODEL_PATH.parent / "demo_data"
+    ids = sorted(p.stem for p in (demo / "images").iterdir())[:9]
+
+    def photo(i: int, name: str) -> None:
+        image = cv2.imread(str(demo / "images" / f"{ids[i]}.png"))
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / name), cv2.resize(image, (96, 80)))
+
+    for i, name in enumerate(["photo.jpg", "cat.jpg", "cat.png", "a.jpg", "b.png", "teddy.jpg",
+                              "photos/1.jpg", "photos/2.jpg", "photos/3.jpg"]):
+        photo(i, name)
+    scribbles = cv2.imread(str(demo / "scribbles" / f"{ids[0]}.png"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(folder / "scribbles.png"), cv2.resize(scribbles, (96, 80), interpolation=cv2.INTER_NEAREST))
+    shutil.copy(DEFAULT_MODEL_PATH, folder / "model.pt")
+    # README commands are written for the root of a checkout: wsdeploy/assets/... resolves there
+    # (a copy, so a command that writes there cannot touch the package)
+    shutil.copytree(DEFAULT_MODEL_PATH.parent, folder / "wsdeploy" / "assets")
+    generate_dataset(folder / "data" / "synthetic", num_images=12, size=64, seed=0, workers=0)
+    (folder / "run.yaml").write_text(
+        "data: data/synthetic\nsupervision: scribbles\nlosses: pce,crf\nmodel: deeplabv3plus_resnet18\n"
+        "width: 16\ncrop_size: 64\nsteps: 2\nout_dir: runs/yaml\n"
+    )
+
+
+# ---------------------------------------------------------------------------- one command
+def _env_and_argv(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    env: dict[str, str] = {}
+    argv = list(words)
+    while argv and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", argv[0]):
+        key, value = argv.pop(0).split("=", 1)
+        env[key] = value
+    if argv and argv[0] == "time":
+        argv.pop(0)
+    if argv and argv[0] in ("python", "python3", ".venv/bin/python") and argv[1:3] == ["-m", "wsdeploy"]:
+        argv = ["wsdeploy", *argv[3:]]
+    if argv and argv[0] == ".venv/bin/wsdeploy":
+        argv[0] = "wsdeploy"
+    return env, argv
+
+
+@contextlib.contextmanager
+def _inside(folder: Path, env: dict[str, str]):
+    old_cwd, old_env = Path.cwd(), dict(os.environ)
+    os.chdir(folder)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        os.environ.clear()
+        os.environ.update(old_env)
+
+
+def _run_wsdeploy(argv: list[str], env: dict[str, str], folder: Path) -> str | None:
+    """Run `wsdeploy ...` in this process; None when it returned 0, else what went wrong."""
+    from wsdeploy.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with _inside(folder, {**env, "WSDEPLOY_TINY": "1"}), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse
+            code = exc.code if isinstance(exc.code, int) else 2
+    if code == 0:
+        return None
+    return f"exit {code}\nstderr: {err.getvalue()[-1500:]}\nstdout: {out.getvalue()[-500:]}"
+
+
+def _check_script(argv: list[str]) -> str | None:
+    """`python benchmarks/x.py ...`: not run (long); the file exists and defines every flag used.
+
+    Reading the source instead of running `--help` keeps this cheap: importing a benchmark
+    script costs seconds. Flags after a bare `--` are passed through to another command.
+    """
+    script = next((a for a in argv[1:] if a.endswith((".py", ".sh"))), None)
+    if script is None or not (ROOT / script).is_file():
+        return f"no such script: {script!r}"
+    source = (ROOT / script).read_text(encoding="utf-8")
+    if script.endswith(".sh"):
+        result = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
+        return None if result.returncode == 0 else f"bash -n {script}: {result.stderr}"
+    try:
+        compile(source, script, "exec")
+    except SyntaxError as exc:
+        return f"{script}: {exc}"
+    after = argv[argv.index(script) + 1:]
+    if "--" in after:
+        after = after[:after.index("--")]
+    flags = {a.split("=")[0] for a in after if a.startswith("--")}
+    missing = sorted(f for f in flags if f"\"{f}\"" not in source and f"'{f}'" not in source)
+    return f"{script} defines no flag(s) {missing}" if missing else None
+
+
+def _check_pip(argv: list[str]) -> str | None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    declared = {re.split(r"[<>=!~ ]", r)[0].lower() for reqs in extras.values() for r in reqs}
+    declared |= {re.split(r"[<>=!~ ]", r)[0].lower() for r in project["dependencies"]}
+    for spec in [a for a in argv[2:] if not a.startswith("-")]:
+        match = re.match(r"^(wsdeploy)\[([\w,-]+)\]$", spec)
+        if match:
+            unknown = [e for e in match.group(2).split(",") if e not in extras]
+            if unknown:
+                return f"pip install {spec}: no extra {unknown} in pyproject.toml (extras: {sorted(extras)})"
+        elif spec.lower() not in declared and spec.lower().split("==")[0] not in declared:
+            return f"pip install {spec}: not a requirement declared in pyproject.toml"
+    return None
+
+
+def _check_make(argv: list[str]) -> str | None:
+    targets = set(re.findall(r"^([\w.-]+):", (ROOT / "Makefile").read_text(), flags=re.M))
+    wanted = [a for a in argv[1:] if "=" not in a and not a.startswith("-")]
+    missing = [t for t in wanted if t not in targets]
+    return f"make: no target(s) {missing} in the Makefile" if missing else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """`wsdeploy serve ...` in a subprocess on a free port, until /readyz answers 200."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], folder: Path) -> None:
+        self.port = _free_port()
+        argv = list(argv)
+        if "--port" in argv:
+            argv[argv.index("--port") + 1] = str(self.port)
+        else:
+            argv += ["--port", str(self.port)]
+        full_env = {**os.environ, "OMP_NUM_THREADS": "1", "WSDEPLOY_TINY": "1", **env}
+        self.process = subprocess.Popen([sys.executable, "-m", "wsdeploy", *argv[1:]], cwd=folder, env=full_env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def wait_ready(self) -> str | None:
+        deadline = time.monotonic() + SERVER_START_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return f"the server exited with {self.process.returncode}: {self.process.stdout.read()[-1500:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return None
+            except OSError:
+                time.sleep(0.2)
+        return f"not ready within {SERVER_START_S:.0f} s"
+
+    def stop(self) -> str | None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                return "did not stop within 30 s of SIGTERM"
+        output = self.process.stdout.read()
+        # uvicorn re-raises the signal after its graceful shutdown: -SIGTERM is a clean stop
+        return None if self.process.returncode in (0, -signal.SIGTERM) else f"exit {self.process.returncode} after SIGTERM: {output[-800:]}"
+
+
+def _run_curl(command: Command, server: _Server | None, folder: Path) -> str | None:
+    if server is None:
+        return "curl needs a server: mark the block <!-- readme-test: server wsdeploy serve ... -->"
+    text = command.text.replace("127.0.0.1:8000", f"127.0.0.1:{server.port}").replace("localhost:8000", f"127.0.0.1:{server.port}")
+    text = re.sub(r"^curl ", "curl --fail --max-time 60 ", text)
+    result = subprocess.run(["bash", "-c", text], cwd=folder, capture_output=True, text=True, timeout=90,
+                            env={**os.environ, "WSDEPLOY_API_KEY": "s3cret"})
+    return None if result.returncode == 0 else f"curl exit {result.returncode}: {result.stderr[-500:]}"
+
+
+def _run_command(command: Command, folder: Path, server: _Server | None, in_help: bool) -> str | None:
+    env, argv = _env_and_argv(command.words)
+    if not argv:
+        return None
+    if argv[0] == "wsdeploy":
+        if len(argv) > 1 and argv[1] == "serve":
+            srv = _Server(argv, env, folder)
+            try:
+                failure = srv.wait_ready()
+            finally:
+                stopped = srv.stop()
+            return failure or stopped
+        return _run_wsdeploy(argv[1:], env, folder)
+    if in_help:
+        if argv[0] == "torchrun":
+            return None  # DDP: tests/training/test_trainer.py runs two gloo processes
+        return "a --help example line that is not a `wsdeploy` command (a missing '\\' continuation?)"
+    if argv[0] in ("python", "python3", "bash") and len(argv) > 1:
+        return _check_script(argv)
+    if argv[0] == "pip" and argv[1:2] == ["install"]:
+        return _check_pip(argv)
+    if argv[0] == "make":
+        return _check_make(argv)
+    if argv[0] == "curl":
+        return _run_curl(command, server, folder)
+    return (f"{argv[0]!r} is not run by the README test: mark the block "
+            "<!-- readme-test: skip REASON --> or <!-- readme-test: needs ... -->")
+
+
+# ---------------------------------------------------------------------------- one block
+def _missing_needs(names: list[str]) -> list[str]:
+    missing = []
+    for name in names:
+        if name == "cuda":
+            import torch
+
+            ok = torch.cuda.is_available()
+        elif name == "tensorrt":
+            import importlib.util
+
+            ok = importlib.util.find_spec("tensorrt") is not None
+        elif name == "shared":
+            ok = (SHARED / "data").is_dir()
+        else:
+            ok = shutil.which(name) is not None
+        if not ok:
+            missing.append({"shared": "../shared/data beside the checkout"}.get(name, name))
+    return missing
+
+
+def run_block(block: Block, folder: Path, *, in_help: bool = False) -> Outcome:
+    start = time.perf_counter()
+    if block.marker == "skip":
+        return Outcome("skipped", f"illustrative: {block.marker_value}")
+    if block.marker == "needs":
+        missing = _missing_needs(block.marker_value.split())
+        if missing:
+            return Outcome("skipped", f"needs {', '.join(missing)}")
+    for command in block.commands:
+        if re.search(r"(^|\s)(\.\.\.|\[--|<[\w.]+>)", command.text):
+            return Outcome("failed", f"line {command.line}: a placeholder, not a command: {command.text}")
+    server = None
+    if block.marker == "server":
+        env, argv = _env_and_argv(block.marker_value.split())
+        server = _Server(argv, env, folder)
+        failure = server.wait_ready()
+        if failure:
+            server.stop()
+            return Outcome("failed", f"server {block.marker_value!r}: {failure}")
+    try:
+        for command in block.commands:
+            failure = _run_command(command, folder, server, in_help)
+            if failure:
+                return Outcome("failed", f"line {command.line}: {command.text}\n{failure}", time.perf_counter() - start)
+    finally:
+        if server is not None:
+            server.stop()
+    return Outcome("passed", seconds=time.perf_counter() - start)
+
+
+@pytest.fixture(scope="session")
+def readme_outcomes(tmp_path_factory) -> dict[str, Outcome]:
+    import torch
+
+    folder = tmp_path_factory.mktemp("readme")
+    scratch_files(folder)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    outcomes: dict[str, Outcome] = {}
+    try:
+        for block in BLOCKS:
+            outcomes[block.id] = run_block(block, folder)
+        for block in HELP_BLOCKS:
+            outcomes[block.id] = run_block(block, folder, in_help=True)
+    finally:
+        torch.set_num_threads(threads)
+    slow = sorted(outcomes.items(), key=lambda kv: -kv[1].seconds)[:5]
+    print("slowest README blocks: " + ", ".join(f"{k} {v.seconds:.1f}s" for k, v in slow))
+    return outcomes
+
+
+@pytest.mark.parametrize("block_id", [b.id for b in BLOCKS + HELP_BLOCKS])
+def test_example_runs_as_written(block_id, readme_outcomes):
+    outcome = readme_outcomes[block_id]
+    if outcome.status == "skipped":
+        pytest.skip(outcome.detail)
+    assert outcome.status == "passed", f"{block_id}: {outcome.detail}"
+
+
+def test_python_blocks_are_valid_python():
+    import ast
+
+    for block in readme_blocks(README):
+        if block.language == "python":
+            try:
+                ast.parse("\n".join(block.body))
+            except SyntaxError as exc:
+                pytest.fail(f"{block.id}: {exc}")
+
+
+def test_markers_and_placeholders_are_detected(tmp_path):
+    """The runner itself: a skip needs a reason, placeholders and unknown programs fail."""
+    (tmp_path / "R.md").write_text("<!-- readme-test: skip -->\n```bash\nwsdeploy --help\n```\n")
+    with pytest.raises(ValueError, match="needs a reason"):
+        readme_blocks(tmp_path / "R.md")
+    (tmp_path / "R.md").write_text(
+        "```bash\nwsdeploy train --data DIR ...\n```\n\n```bash\ndocker run x\n```\n\n"
+        "<!-- readme-test: skip needs a GPU -->\n```bash\ndocker run x\n```\n"
+        "```bash\nwsdeploy make-dataset ds \\\n  --num-images 3 --size 64   # comment\n```\n"
+    )
+    blocks = readme_blocks(tmp_path / "R.md")
+    assert len(blocks) == 4 and blocks[2].marker == "skip"
+    assert run_block(blocks[0], tmp_path).status == "failed"
+    assert "not run by the README test" in run_block(blocks[1], tmp_path).detail
+    assert run_block(blocks[2], tmp_path).status == "skipped"
+    assert blocks[3].commands[0].words == ["wsdeploy", "make-dataset", "ds", "--num-images", "3", "--size", "64"]
+    assert run_block(blocks[3], tmp_path).status == "passed"
+    assert len(list((tmp_path / "ds" / "images").iterdir())) == 3
