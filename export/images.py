@@ -17,7 +17,9 @@ from wsdeploy.runtime import DEFAULT_MODEL_PATH, preprocess
 
 __all__ = ["default_check_images", "image_files", "load_images", "network_inputs"]
 
-DEMO_IMAGES = DEFAULT_MODEL_PATH.parent / "demo_data" / "images"
+# four real street photographs (CamVid val frames, 480x360; attribution and license in the
+# README.md beside them), the kind of image the bundled model is made for
+CHECK_IMAGES = DEFAULT_MODEL_PATH.parent / "camvid_samples" / "images"
 
 
 def image_files(folder: str | os.PathLike, *, limit: int | None = None) -> list[Path]:
@@ -32,14 +34,16 @@ def image_files(folder: str | os.PathLike, *, limit: int | None = None) -> list[
 
 
 def default_check_images(*, count: int = 4) -> list[np.ndarray]:
-    """The images a parity check uses when given none: the bundled demo images when installed,
-    else synthetic scenes (`wsdeploy.data.synthetic.render_scene`, seeds 0..count-1).
+    """The images a parity check and INT8 calibration use when given none: the four CamVid
+    street photos the package ships (480x360; real photos, not synthetic scenes, so an INT8
+    engine is calibrated and checked on what it will see), else synthetic scenes
+    (`wsdeploy.data.synthetic.render_scene`, seeds 0..count-1).
 
     Returns:
-        `count` (H, W, 3) uint8 RGB arrays.
+        at most `count` (H, W, 3) uint8 RGB arrays.
     """
-    if DEMO_IMAGES.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in DEMO_IMAGES.iterdir()):
-        return [read_image(p) for p in image_files(DEMO_IMAGES, limit=count)]
+    if CHECK_IMAGES.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in CHECK_IMAGES.iterdir()):
+        return [read_image(p) for p in image_files(CHECK_IMAGES, limit=count)]
     from wsdeploy.data.synthetic import render_scene
 
     return [render_scene(seed).image for seed in range(count)]
