@@ -57,7 +57,7 @@ def main() -> int:
     ]
     done = run_jobs(jobs, parallel=args.parallel, threads=args.threads, reuse=True)
     results = {
-        **results_header(),
+        **results_header(data=args.data),
         "threads_per_run": args.threads or (1 if args.parallel > 1 else None),  # None: torch's default
         "runs": [dict(done[(name, 0)], flags=VARIANTS[name]) for name in names],
     }

@@ -13,6 +13,7 @@ Everything after `--` is passed to every `wsdeploy train` run unchanged (model, 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shlex
@@ -26,6 +27,10 @@ from pathlib import Path
 from wsdeploy.atomic import atomic_write_text
 from wsdeploy.checkpoint import read_checkpoint
 from wsdeploy.environment import library_versions, machine_info
+from wsdeploy.provenance import KERNEL_ENV, cpu_features, git_state, provenance
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_RECORD = "provenance.json"  # written beside each run's model.pt: where and at which commit it trained
 
 RUNS = {  # name -> (supervision, losses)
     "full": ("full", "pce"),
@@ -45,7 +50,8 @@ def main() -> int:
     parser.add_argument("--out-dir", default="runs/scribble_table", help="one sub-folder per run")
     parser.add_argument("--json", default="benchmarks/results/scribble_table.json", help="results file")
     parser.add_argument("--runs", default=",".join(RUNS), help=f"comma list of runs from {list(RUNS)}")
-    parser.add_argument("--seeds", default="0", help="comma list of training seeds; a row's miou is their mean")
+    parser.add_argument("--seeds", default="0,1,2",
+                        help="comma list of training seeds; a row's miou is their mean, miou_std their spread")
     parser.add_argument("--parallel", type=int, default=1, help="runs trained at the same time")
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP_NUM_THREADS of each run (default: 1 when --parallel > 1, else torch's)")
@@ -59,9 +65,10 @@ def main() -> int:
         parser.error(f"unknown runs {unknown}; choose from {list(RUNS)}")
 
     results = {
-        **results_header(),
+        **results_header(data=args.data),
         "threads_per_run": args.threads or (1 if args.parallel > 1 else None),  # None: torch's default
         "dataset": dataset_description(args.data),
+        "seeds": seeds,
         "runs": [],
     }
     jobs = []  # (name, seed, cmd, out)
@@ -75,17 +82,55 @@ def main() -> int:
             jobs.append((name, seed, cmd, out))
     done = run_jobs(jobs, parallel=args.parallel, threads=args.threads, reuse=not args.fresh)
     for name in names:
-        per_seed = [done[(name, seed)] for seed in seeds]
-        row = dict(per_seed[0])
-        row["miou"] = statistics.mean(r["miou"] for r in per_seed)
-        row["miou_per_seed"] = {str(seed): r["miou"] for seed, r in zip(seeds, per_seed)}
-        row["command"] = per_seed[0]["command"] + (f"  (also --seed {', '.join(map(str, seeds[1:]))})" if len(seeds) > 1 else "")
-        results["runs"].append(row)
+        results["runs"].append(seed_row(name, [done[(name, seed)] for seed in seeds], seeds))
+    results["gains"] = gains(results["runs"])
     atomic_write_text(args.json, json.dumps(results, indent=2))
     print(f"wrote {args.json}")
     for run in results["runs"]:
-        print(f"  {run['name']:>16}: {run['miou']:.4f}")
+        gain = results["gains"].get(run["name"])
+        verdict = "" if gain is None else f"  {gain['gain']:+.4f} vs pce: {'helps' if gain['helps'] else 'not shown'}"
+        print(f"  {run['name']:>16}: {run['miou']:.4f} +- {run['miou_std'] or 0:.4f} (n={len(seeds)}){verdict}")
     return 0
+
+
+def seed_row(name: str, per_seed: list[dict], seeds: list[int]) -> dict:
+    """One table row from its runs (one per seed, in `seeds` order): the first run's fields plus
+    `miou` (mean over seeds), `miou_std` (sample standard deviation, None for one seed),
+    `miou_range` (max - min), `miou_per_seed` and `runs_per_seed` (each run's own record)."""
+    values = [r["miou"] for r in per_seed]
+    row = dict(per_seed[0], name=name)
+    row["miou"] = statistics.mean(values)
+    row["miou_std"] = statistics.stdev(values) if len(values) > 1 else None
+    row["miou_range"] = max(values) - min(values)
+    row["miou_per_seed"] = {str(seed): v for seed, v in zip(seeds, values)}
+    row["runs_per_seed"] = {str(seed): r for seed, r in zip(seeds, per_seed)}
+    row["command"] = per_seed[0]["command"] + (f"  (also --seed {', '.join(map(str, seeds[1:]))})" if len(seeds) > 1 else "")
+    return row
+
+
+def gains(rows: list[dict], baseline: str = "pce") -> dict[str, dict]:
+    """Each regularizer row's gain over `baseline` and whether it *helps*: the rule of issue 20
+    is that the gain (difference of seed means) must exceed twice the larger of the two rows'
+    seed spreads (sample standard deviations). With one seed there is no spread, so nothing is
+    called helpful (`helps` is None)."""
+    by_name = {r["name"]: r for r in rows}
+    base = by_name.get(baseline)
+    if base is None:
+        return {}
+    out = {}
+    for row in rows:
+        if row["name"] in (baseline, "full") or not row["name"].startswith(baseline + "+"):
+            continue
+        gain = row["miou"] - base["miou"]
+        spreads = [s for s in (row["miou_std"], base["miou_std"]) if s is not None]
+        spread = max(spreads) if len(spreads) == 2 else None
+        out[row["name"]] = {
+            "gain": gain,
+            "larger_spread": spread,
+            "threshold": None if spread is None else 2 * spread,
+            "helps": None if spread is None else gain > 2 * spread,
+        }
+    return out
 
 
 def run_jobs(
@@ -104,8 +149,14 @@ def run_jobs(
             print(f"[{name} seed {seed}] reusing {out}", flush=True)
             return summarise_run(name, out, text)
         print(f"[{name} seed {seed}] {text}", flush=True)
+        record = {  # the code and machine this run trains with, kept beside its model.pt
+            "git": git_state(REPO), "cpu": cpu_features(), "threads": threads,
+            "env": {k: v for k, v in env.items() if k in KERNEL_ENV},
+            "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "wsdeploy", *cmd[1:]], check=True, env=env)
+        atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2))
         run = summarise_run(name, out, text)
         run["wall_s"] = round(time.perf_counter() - t0, 1)
         run["threads"] = threads
@@ -125,12 +176,16 @@ def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv[:i], argv[i + 1 :]
 
 
-def results_header() -> dict:
-    """machine, versions and this script's command line: the head of every results JSON."""
+def results_header(*, data: str | None = None) -> dict:
+    """The head of every results JSON: machine, versions, this script's command line, and what a
+    rerun needs (`wsdeploy.provenance`: git commit and dirty flag, every installed package, CPU
+    model and ISA flags, torch's kernel dispatch and oneDNN/MKL build, thread counts, and the
+    content hash of `data` when given)."""
     return {
         "machine": machine_info(),
-        "versions": library_versions(),
+        "versions": library_versions(("albumentations",)),
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "provenance": provenance(repo=REPO, data=data),
     }
 
 
@@ -170,6 +225,7 @@ def summarise_run(name: str, out: Path, command: str) -> dict:
         "steps": card.training.get("steps"),
         "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "command": command,
+        "trained_at": json.loads(record.read_text()) if (record := out / RUN_RECORD).is_file() else None,
     }
 
 
