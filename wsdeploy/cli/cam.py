@@ -1,12 +1,17 @@
-"""`wsdeploy cam`: CAMs of a tags-trained classifier, a threshold sweep, and seed PNGs.
+"""`wsdeploy cam`: CAMs of a tags-trained classifier, their random walk, a threshold sweep, seed PNGs.
 
     wsdeploy cam --model runs/tags/best.pt --data data/shapes --out cams/          # CAM files
     wsdeploy cam --cams cams/ --data data/shapes --sweep                          # pick thresholds
     wsdeploy cam --cams cams/ --data data/shapes --seeds-out seeds/ --fg-threshold 0.3
+    wsdeploy cam --cams cams/ --data data/shapes --propagate aff.pt --propagate-out rw/ --sweep \\
+        --seeds-out pseudo/                                                    # random walk
     wsdeploy train --data data/shapes --supervision tags --seeds seeds/ ...
 
-The steps combine in one call (CAMs, then the sweep, then seeds with the swept thresholds when
-no --fg-threshold is given). Everything reads one split (--split, default train): the sweep
+The steps combine in one call (CAMs, then the random walk, then the sweep, then seeds with the
+swept thresholds when no --fg-threshold is given). With --propagate the CAMs are walked over the
+affinities of an affinity checkpoint and written to --propagate-out in the CAM file format; the
+sweep and --seeds-out then read the propagated CAMs, so the pseudo-masks have the seeds' file
+conventions (PNG of dataset class indices, 255 = unlabelled). Everything reads one split (--split, default train): the sweep
 scores seeds against that split's masks only. Files are written atomically; `cams.json` is
 written after the last CAM file, so a folder without it is an interrupted run.
 """
@@ -32,6 +37,8 @@ examples:
   wsdeploy cam --cams cams/train --data data/shapes --sweep
   wsdeploy cam --cams cams/train --data VOCdevkit --split train --seeds-out seeds/ \\
       --fg-threshold 0.30 --bg-threshold 0.05 --crf
+  wsdeploy cam --cams cams/train --data data/shapes --propagate runs/affinity/model.pt \\
+      --propagate-out rw/train --beta 8 --steps 256 --sweep --seeds-out pseudo/
 """
 
 
@@ -49,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--batch-size", type=int, default=8, help="images per forward pass, same-size images batched (default: 8)")
     src.add_argument("--device", default="auto", help="'auto' (CUDA if available, default), 'cpu' or 'cuda[:N]'")
     src.add_argument("--workers", type=int, default=0, help="image-decoding processes (default: 0, in this process)")
+    walk = parser.add_argument_group("random walk (AffinityNet / IRN propagation of the CAMs)")
+    walk.add_argument("--propagate", metavar="AFFINITY_CKPT", default=None, help="affinity checkpoint (`wsdeploy train --method affinity`): walk the CAMs over its affinities")
+    walk.add_argument("--propagate-out", metavar="RW_DIR", default=None, help="folder for the propagated CAMs (CAM file format); the sweep and seeds then read it")
+    walk.add_argument("--beta", type=float, default=8.0, help="affinity exponent of the transition matrix (default: 8, PSA's)")
+    walk.add_argument("--steps", type=int, default=256, help="random-walk steps t (default: 256 = 2^8, PSA's and IRN's)")
     sweep = parser.add_argument_group("threshold sweep (needs masks on --split)")
     sweep.add_argument("--sweep", action="store_true", help="score seeds for every threshold against the split's masks; pick by seed mIoU (unseeded = background)")
     sweep.add_argument("--sweep-json", metavar="PATH", default=None, help="where to write the sweep (default: CAM_DIR/sweep_<split>.json)")
@@ -79,8 +91,12 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--model needs --out CAM_DIR, the folder to write the CAMs into")
     if args.cams is not None and args.out is not None:
         raise ValueError("--out is for --model; with --cams the CAMs are read from CAM_DIR")
-    if args.cams is not None and not (args.sweep or args.seeds_out):
-        raise ValueError("--cams: nothing to do; add --sweep and/or --seeds-out SEED_DIR")
+    if (args.propagate is None) != (args.propagate_out is None):
+        raise ValueError("--propagate AFFINITY_CKPT and --propagate-out RW_DIR go together")
+    if args.cams is not None and not (args.sweep or args.seeds_out or args.propagate):
+        raise ValueError("--cams: nothing to do; add --propagate, --sweep and/or --seeds-out SEED_DIR")
+    if args.propagate is not None and (args.steps < 0 or not (math.isfinite(args.beta) and args.beta > 0)):
+        raise ValueError(f"--beta must be > 0 and --steps >= 0, got {args.beta} and {args.steps}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.workers < 0:
@@ -110,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     if bg is None and args.bg_threshold is not None:
         raise ValueError(f"--bg-threshold given but {args.data} has no background class (classes: {images.classes})")
     cam_dir = Path(args.cams) if args.cams is not None else _write_cams(args, images, scales)
+    if args.propagate is not None:
+        cam_dir = _write_propagated(args, images, cam_dir)
     best: dict[str, Any] | None = None
     if args.sweep:
         best = _sweep(args, cam_dir, bg)
@@ -156,6 +174,37 @@ def _write_cams(args: argparse.Namespace, dataset: Any, scales: list[float]) -> 
         "images": len(dataset), "command": _command(),
     })
     print(f"wrote {len(dataset)} CAM file(s) to {out}")
+    return out
+
+
+def _write_propagated(args: argparse.Namespace, dataset: Any, cam_dir: Path) -> Path:
+    from tqdm import tqdm
+
+    from wsdeploy.training.tags.affinity import load_affinity_checkpoint
+    from wsdeploy.training.tags.cam import CAM_MANIFEST, read_cam_manifest, write_cam, write_cam_manifest
+    from wsdeploy.training.tags.propagate import propagate_dataset
+
+    source = read_cam_manifest(cam_dir)
+    net, card = load_affinity_checkpoint(args.propagate)
+    out = Path(args.propagate_out)
+    if out.resolve() == cam_dir.resolve():
+        raise ValueError(f"--propagate-out must not be the CAM folder itself ({cam_dir})")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CAM_MANIFEST).unlink(missing_ok=True)  # until the new set is complete
+    with tqdm(total=len(dataset), desc="walk", unit="img") as bar:
+        for image_id, cams, classes in propagate_dataset(
+            net, card, dataset, cam_dir, beta=args.beta, steps=args.steps, batch_size=args.batch_size,
+            device=args.device, progress=lambda done, total: bar.update(done - bar.n),
+        ):
+            write_cam(out / f"{image_id}.npz", cams, classes)
+    write_cam_manifest(out, {
+        **{k: v for k, v in source.items() if k not in ("versions", "command")},
+        "source_cams": str(cam_dir.resolve()), "source_command": source.get("command"),
+        "propagation": {"affinity": str(Path(args.propagate).resolve()), "beta": args.beta, "steps": args.steps,
+                        "radius": net.radius, "stride": net.stride},
+        "images": len(dataset), "split": args.split, "command": _command(),
+    })
+    print(f"wrote {len(dataset)} propagated CAM file(s) to {out} (beta {args.beta}, {args.steps} steps)")
     return out
 
 
