@@ -2,8 +2,11 @@
 errors for foreign, corrupt or unsupported files and for a missing TensorRT."""
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 
 import cv2
@@ -194,3 +197,76 @@ def test_torch_fast_paths_follow_eager(checkpoint, options):
         TorchBackend(model, precision="int4")
     with pytest.raises(ValueError, match="compile must be None or one of"):
         TorchBackend(model, compile="fast")
+
+
+def _hammer(call, inputs: list, threads: int = 4, rounds: int = 2) -> list:
+    """Every input through `call` from `threads` threads at once (each thread walks all inputs,
+    starting at a different one, `rounds` times); returns [(index, output), ...]."""
+    barrier = threading.Barrier(threads)
+
+    def worker(offset: int) -> list:
+        barrier.wait()  # all threads start together, so calls overlap
+        out = []
+        for r in range(rounds):
+            for k in range(len(inputs)):
+                i = (k + offset + r) % len(inputs)
+                out.append((i, call(inputs[i])))
+        return out
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return [item for part in pool.map(worker, range(threads)) for item in part]
+
+
+@pytest.mark.parametrize("kind", ["torch", "onnx", "pt2"])
+def test_backends_give_single_threaded_results_under_concurrent_calls(checkpoint, exports, kind):
+    from wsdeploy.backends import OnnxRuntimeBackend
+
+    if kind == "torch":
+        backend = TorchBackend(load_checkpoint(checkpoint)[0], device="cpu")
+    elif kind == "onnx":
+        backend = OnnxRuntimeBackend(exports["onnx"], device="cpu", threads=1)
+    else:
+        backend = Pt2Backend(exports["pt2"], device="cpu")
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(1, 64, 96), (2, 32, 64), (1, 96, 64), (3, 64, 32)]  # different shapes, so a mixed-up call shows
+    inputs = [torch.randn(b, 3, h, w, generator=gen) for b, h, w in shapes]
+    expected = [backend(x) for x in inputs]
+    results = _hammer(backend, inputs)
+    assert len(results) == 4 * 2 * len(inputs)
+    for i, got in results:
+        torch.testing.assert_close(got, expected[i], rtol=0, atol=1e-6)
+
+
+def test_segmenter_is_thread_safe(exports):
+    model = wsdeploy.load(exports["onnx"], device="cpu")
+    images = _images() + [np.ascontiguousarray(img[::-1]) for img in _images()]
+    expected = [model.segment(img, return_probs=True) for img in images]
+    for i, seg in _hammer(lambda img: model.segment(img, return_probs=True), images, rounds=2):
+        np.testing.assert_array_equal(seg.labels, expected[i].labels)
+        np.testing.assert_allclose(seg.probs, expected[i].probs, rtol=0, atol=1e-6)
+
+
+def test_tensorrt_backend_keeps_one_context_per_thread():
+    from wsdeploy.backends.tensorrt_backend import TensorRTBackend
+
+    class FakeEngine:  # stands in for an ICudaEngine: counts the contexts it hands out
+        def __init__(self) -> None:
+            self.made = 0
+
+        def create_execution_context(self) -> object:
+            self.made += 1
+            return object()
+
+    backend = TensorRTBackend.__new__(TensorRTBackend)
+    backend.engine, backend.device = FakeEngine(), torch.device("cpu")
+    backend._local, backend._create_lock = threading.local(), threading.Lock()
+    torch_cuda_device = torch.cuda.device
+    try:
+        torch.cuda.device = lambda device: contextlib.nullcontext()  # type: ignore[assignment]
+        mine = backend._context()
+        assert backend._context() is mine  # the same thread reuses its context
+        others = _hammer(lambda _: backend._context(), [None], threads=3, rounds=2)
+    finally:
+        torch.cuda.device = torch_cuda_device  # type: ignore[assignment]
+    per_thread = {id(ctx) for _, ctx in others}
+    assert len(per_thread) == 3 and id(mine) not in per_thread and backend.engine.made == 4

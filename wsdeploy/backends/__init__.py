@@ -11,6 +11,10 @@ Backends: `TorchBackend` (eager, with fast-path options), `OnnxRuntimeBackend` (
 `Pt2Backend` (`.pt2`: torch.export / AOTInductor), `TensorRTBackend` (`.engine`). The optional
 ones import their dependency (onnxruntime, tensorrt) only when built. `open_backend` picks one
 for a file.
+
+Every backend may be called from several threads at once: torch eager and onnxruntime run
+concurrently (no shared mutable state), torch.compile'd and `.pt2` calls take a lock, TensorRT
+keeps one execution context per thread. Each module's docstring says why.
 """
 from wsdeploy.backends.dispatch import BACKEND_NAMES, SUFFIX_BACKENDS, open_backend
 from wsdeploy.backends.onnxruntime_backend import OnnxRuntimeBackend

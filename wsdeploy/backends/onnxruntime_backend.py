@@ -7,6 +7,10 @@ follows runs there too.
 
 The file must carry the wsdeploy metadata (see `wsdeploy.backends.metadata`); a foreign or corrupt
 file raises ValueError when the backend is built.
+
+Thread safety: no lock. onnxruntime guarantees that `InferenceSession.run` may be called from
+several threads at once on one session, and each call here builds its own IO binding and output
+tensor, so concurrent calls share nothing mutable.
 """
 from __future__ import annotations
 
@@ -55,7 +59,8 @@ def ort_errors() -> tuple[type[BaseException], ...]:
 
 
 class OnnxRuntimeBackend:
-    """An onnxruntime `InferenceSession` behind the backend interface.
+    """An onnxruntime `InferenceSession` behind the backend interface; safe to call from several
+    threads at once (see the module docstring).
 
     Args:
         path: a `.onnx` file exported by wsdeploy (card in its metadata).

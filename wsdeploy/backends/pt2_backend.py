@@ -5,11 +5,17 @@ holding either the exported program ("model") or AOTInductor's compiled library 
 extra files with the card and runtime facts (see `wsdeploy.backends.metadata`). The program runs
 through `ExportedProgram.module()`: the serialized ATen graph and its weights, not the Python
 classes in `wsdeploy.models`.
+
+Thread safety: calls are serialised by a lock. An exported program's module is an FX graph like
+any eager module, but an AOTInductor runner holds a fixed pool of model instances whose
+behaviour under concurrent calls we have not established on every torch version; one call at a
+time is the stated contract for both kinds.
 """
 from __future__ import annotations
 
 import os
 import pickle
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -47,7 +53,7 @@ def load_pt2_archive(path: str | os.PathLike) -> Any:
 
 
 class Pt2Backend:
-    """Runs a `.pt2` package exported by wsdeploy.
+    """Runs a `.pt2` package exported by wsdeploy; thread-safe (one call at a time, a lock).
 
     Args:
         path: the `.pt2` file.
@@ -88,11 +94,13 @@ class Pt2Backend:
             self._run = program.module()
         else:
             raise ValueError(f"{path}: the package has no program named {MODEL_NAME!r}")
+        self._lock = threading.Lock()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, 3, H, W) float32 normalised -> logits (B, K, H/s, W/s) float32."""
-        with torch.inference_mode():
-            return self._run(x.to(self.device, torch.float32).contiguous()).float()
+        x = x.to(self.device, torch.float32).contiguous()
+        with self._lock, torch.inference_mode():
+            return self._run(x).float()
 
 
 def _aoti_device(extra: dict[str, Any]) -> str:

@@ -3,10 +3,16 @@
 
 Only `precision="fp32"` without compile is bit-for-bit the plain model; the others trade exactness
 for speed and are measured by `wsdeploy bench`.
+
+Thread safety: eager calls run concurrently without a lock (an eval-mode forward under
+`inference_mode` mutates no module state; autocast and inference mode are thread-local). A
+`torch.compile`d forward is serialised by a lock: compiling on a first shape, guard checks and
+CUDA-graph replay ("reduce-overhead") are not safe from several threads at once.
 """
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 from torch import nn
@@ -32,7 +38,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 class TorchBackend:
-    """Runs an eval-mode `nn.Module` under `torch.inference_mode` on one device.
+    """Runs an eval-mode `nn.Module` under `torch.inference_mode` on one device; safe to call from
+    several threads (eager: concurrently; compiled: one call at a time, see the module docstring).
 
     Args:
         model: a segmentation model with `input_multiple` and `logit_stride` attributes.
@@ -68,6 +75,7 @@ class TorchBackend:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._forward = torch.compile(self.model, mode=compile) if compile else self.model
+        self._lock: contextlib.AbstractContextManager = threading.Lock() if compile else contextlib.nullcontext()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "fp32":
@@ -79,5 +87,5 @@ class TorchBackend:
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self._autocast():
+        with self._lock, torch.inference_mode(), self._autocast():
             return self._forward(x).float().contiguous()
