@@ -44,8 +44,8 @@ class SegmentationDataset(Dataset):
         transform: optional callable item dict -> item dict, applied last (e.g.
             `wsdeploy.training.transforms.train_transform(...)`).
         layout: "auto" (detect), "folder" or "voc".
-        scribble_dir: the folder read as `labels="scribbles"` (relative to the dataset root or
-            absolute), e.g. CAM seeds; default: the folder layout's scribbles/, for VOC the
+        scribble_dir: the folder read as `labels="scribbles"`, e.g. CAM seeds: absolute, or
+            relative to the working directory, else to the dataset root; default: the folder layout's scribbles/, for VOC the
             first of scribbles/, scribble_annotation/, pascal_2012_scribble/, ScribbleSup/.
 
     Attributes:

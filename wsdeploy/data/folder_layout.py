@@ -25,6 +25,7 @@ from wsdeploy.data.index import (
     files_by_stem,
     format_ids,
     read_lines,
+    resolve_label_dir,
     split_ids,
 )
 
@@ -120,9 +121,7 @@ def index_folder(
     if scribble_dir is None:
         scribble_dir = root / "scribbles" if (root / "scribbles").is_dir() else None
     else:
-        scribble_dir = root / scribble_dir  # an absolute scribble_dir stays absolute
-        if not scribble_dir.is_dir():
-            raise ValueError(f"partial-label folder not found: {str(scribble_dir)!r}")
+        scribble_dir = resolve_label_dir(root, scribble_dir, "partial-label folder")
     masks = files_by_stem(mask_dir, (".png",)) if mask_dir else {}
     scribbles = files_by_stem(scribble_dir, (".png",)) if scribble_dir else {}
     tags = read_tags(root / "tags.txt", classes) if (root / "tags.txt").is_file() else {}

@@ -17,6 +17,7 @@ __all__ = [
     "files_by_stem",
     "format_ids",
     "read_lines",
+    "resolve_label_dir",
     "split_ids",
 ]
 
@@ -138,3 +139,22 @@ def format_ids(ids: list[str]) -> str:
     """At most 5 ids, quoted, and the count: "'a', 'b', ... (7 in all)"."""
     shown = ", ".join(repr(i) for i in ids[:5])
     return f"{shown}, ... ({len(ids)} in all)" if len(ids) > 5 else shown
+
+
+def resolve_label_dir(root: Path, folder: str | os.PathLike, what: str) -> Path:
+    """Where a label folder given by the user (scribbles, CAM seeds) is.
+
+    Absolute paths stay as they are. A relative path is looked up in the working directory
+    first, as every other path on a command line (`wsdeploy cam --seeds-out runs/seeds` then
+    `wsdeploy train --seeds runs/seeds`), then inside the dataset root (`scribble_dir="seeds"`).
+
+    Raises:
+        ValueError: `{what} not found`, naming every place looked in.
+    """
+    path = Path(folder)
+    candidates = [path] if path.is_absolute() else [path, root / path]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    tried = " or ".join(repr(str(c)) for c in candidates)
+    raise ValueError(f"{what} not found: {tried}")

@@ -65,7 +65,8 @@ def index_dataset(
             `train_aug` too), or None for every image.
         layout: "auto" (detect), "folder" or "voc".
         scribble_dir: the folder of partial-label PNGs (scribbles, or CAM seeds written by
-            `wsdeploy cam --seeds-out`), relative to the dataset root or absolute. Default: the
+            `wsdeploy cam --seeds-out`): absolute, or relative to the working directory, else to
+            the dataset root. Default: the
             folder layout's `scribbles/`; VOC: the first of `scribbles/`,
             `scribble_annotation/`, `pascal_2012_scribble/` that exists.
 

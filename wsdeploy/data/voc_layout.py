@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from wsdeploy.data.index import DatasetIndex, Sample, files_by_stem, format_ids, split_ids
+from wsdeploy.data.index import DatasetIndex, Sample, files_by_stem, format_ids, resolve_label_dir, split_ids
 
 __all__ = ["SCRIBBLE_DIR_NAMES", "VOC_CLASSES", "find_voc_root", "index_voc"]
 
@@ -66,11 +66,7 @@ def _split_file(voc: Path, split: str) -> Path:
 
 def _scribble_folder(voc: Path, scribble_dir: str | os.PathLike | None) -> Path | None:
     if scribble_dir is not None:
-        folder = Path(scribble_dir)
-        folder = folder if folder.is_absolute() else voc / folder
-        if not folder.is_dir():
-            raise ValueError(f"scribble folder not found: {str(folder)!r}")
-        return folder
+        return resolve_label_dir(voc, scribble_dir, "scribble folder")
     for name in SCRIBBLE_DIR_NAMES:
         if (voc / name).is_dir():
             return voc / name
