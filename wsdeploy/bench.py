@@ -10,8 +10,8 @@ of one call, and throughput = B / mean. On CUDA, model-only calls are timed with
 the CPU with `time.perf_counter`. The 1-minute load average is recorded before and after, because
 on a shared machine it explains more variance than anything else.
 
-Inputs are synthetic scenes (`wsdeploy.data.synthetic.render_scene`) of S x S pixels encoded as
-quality-95 JPEG, so decoding costs what a photograph of that size costs.
+Inputs are synthetic scenes (`wsdeploy.data.synthetic.render_scene`) of S x S (or H x W) pixels
+encoded as quality-95 JPEG, so decoding costs what a photograph of that size costs.
 """
 from __future__ import annotations
 
@@ -75,14 +75,18 @@ def time_calls(
     )
 
 
-def bench_images(size: int, count: int, *, seed: int = 0) -> list[bytes]:
-    """`count` synthetic S x S scenes as quality-95 JPEG bytes."""
+def bench_images(size: int | tuple[int, int], count: int, *, seed: int = 0) -> list[bytes]:
+    """`count` synthetic scenes of S x S pixels (`size` an int) or H x W (`size` a pair: the
+    centre of a square scene of the longer side) as quality-95 JPEG bytes."""
     from wsdeploy.data.synthetic import SyntheticConfig, render_scene
 
-    config = SyntheticConfig(size=size)
+    height, width = (size, size) if isinstance(size, int) else size
+    config = SyntheticConfig(size=max(height, width))
     out = []
     for i in range(count):
         image = render_scene(seed + i, config=config).image
+        top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+        image = image[top : top + height, left : left + width]
         ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
         if not ok:
             raise ValueError("could not encode a benchmark image as JPEG")

@@ -60,3 +60,20 @@ def test_time_calls_percentiles():
     assert timing.throughput_ips == pytest.approx(4000.0 / timing.mean_ms)
     with pytest.raises(ValueError, match="repeats >= 1"):
         time_calls(lambda: None, batch=1, repeats=0)
+
+
+def test_bench_takes_a_width_x_height_size(tmp_path):
+    threads = torch.get_num_threads()
+    ckpt = make_checkpoint(tmp_path / "m.pt", arch="lraspp_resnet18", width=8)
+    out = tmp_path / "bench.json"
+    try:
+        assert _run([str(ckpt), "--backend", "torch", "--size", "96x64", "--repeats", "1", "--warmup", "0",
+                     "--threads", "1", "--device", "cpu", "--out", str(out), "--no-plot"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads(out.read_text())
+    assert report["settings"]["size"] == "96x64" and "--size 96x64" in report["command"]
+    assert {r["size"] for r in report["results"]} == {"96x64"}
+    assert bench_cli._size("480x360") == (360, 480) and bench_cli._size("512") == (512, 512)
+    with pytest.raises(argparse.ArgumentTypeError, match="WxH"):
+        bench_cli._size("480x")

@@ -44,6 +44,25 @@ VARIANTS: dict[str, tuple[str, str | None, dict[str, Any]]] = {
 }
 
 
+def _size(text: str) -> tuple[int, int]:
+    """`--size`: "S" (square) or "WxH" (e.g. 480x360, width first) -> (H, W)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected S or WxH (e.g. 512 or 480x360), got {text!r}") from None
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) == 2:
+        return values[1], values[0]
+    raise argparse.ArgumentTypeError(f"expected S or WxH (e.g. 512 or 480x360), got {text!r}")
+
+
+def _size_text(size: tuple[int, int]) -> str:
+    """(H, W) -> "S" for a square, else "WxH"."""
+    return str(size[0]) if size[0] == size[1] else f"{size[1]}x{size[0]}"
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -59,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="torch,onnxruntime",
                         help=f"variants for .pt models, comma-separated (default torch,onnxruntime); one of {', '.join(VARIANTS)}")
     parser.add_argument("--batch", type=_int_list, default=[1], help="batch sizes, e.g. 1,4,16 (default 1)")
-    parser.add_argument("--size", type=int, default=512, help="square image size in pixels (default 512)")
+    parser.add_argument("--size", type=_size, default=(512, 512),
+                        help="image size in pixels: S (square) or WxH, e.g. 480x360 (default 512)")
     parser.add_argument("--crf", action="store_true", help="also time end-to-end with the dense CRF")
     parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:N]'")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per measurement (default 20)")
@@ -76,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
     from wsdeploy.bench import bench_images, bench_segmenter
     from wsdeploy.environment import library_versions, machine_info
 
-    if args.size < 32 or args.repeats < 1 or args.warmup < 0:
+    if min(args.size) < 32 or args.repeats < 1 or args.warmup < 0:
         raise ValueError(
-            f"need --size >= 32, --repeats >= 1, --warmup >= 0; got {args.size}, {args.repeats}, {args.warmup}"
+            f"need --size >= 32, --repeats >= 1, --warmup >= 0; got {_size_text(args.size)}, {args.repeats}, {args.warmup}"
         )
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # the CLI owns the process: fine to set globally here
@@ -102,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 backend = segmenter.backend
                 precision = load_options.get("precision") or getattr(getattr(backend, "info", None), "precision", "fp32")
                 fixed = {"model": Path(model_path).name, "variant": name, "backend": type(backend).__name__,
-                         "precision": precision, "device": str(backend.device), "size": args.size}
+                         "precision": precision, "device": str(backend.device), "size": _size_text(args.size)}
                 measured = bench_segmenter(segmenter, images, batches=args.batch, crf=crf, warmup=args.warmup,
                                            repeats=args.repeats)
                 rows.extend({**fixed, **row} for row in measured)
@@ -113,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "versions": library_versions(("onnxslim", "onnxruntime-gpu", "tensorrt", "onnxscript")),
-        "settings": {"size": args.size, "batches": args.batch, "repeats": args.repeats, "warmup": args.warmup,
+        "settings": {"size": _size_text(args.size), "batches": args.batch, "repeats": args.repeats, "warmup": args.warmup,
                      "threads": threads, "crf": args.crf, "variants": variants,
                      "images": "synthetic scenes (render_scene seeds 0..3), JPEG q95"},
         "model_sha256": {Path(m).name: _sha256(m) for m in args.models},
@@ -144,7 +164,7 @@ def _sha256(path: str) -> str:
 def _command(args: argparse.Namespace) -> str:
     """The command line that reproduces this run (rebuilt from the parsed arguments)."""
     parts = ["wsdeploy", "bench", *args.models, "--backend", args.backend, "--batch", ",".join(map(str, args.batch)),
-             "--size", str(args.size), "--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+             "--size", _size_text(args.size), "--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
     if args.crf:
         parts.append("--crf")
     if args.threads is not None:
@@ -210,8 +230,8 @@ def _export(checkpoint: Path, kind: str, stem: Path, args: argparse.Namespace) -
     onnx_path = to_onnx(checkpoint, stem.with_suffix(".onnx"), fp16=not int8, int8=int8, int8_symmetric=int8,
                         calibration=args.calibration if int8 else None).path
     engine = to_tensorrt(onnx_path, stem.with_suffix(".engine"),
-                         min_shape=(1, 3, args.size, args.size), opt_shape=(1, 3, args.size, args.size),
-                         max_shape=(max(args.batch), 3, args.size, args.size))
+                         min_shape=(1, 3, *args.size), opt_shape=(1, 3, *args.size),
+                         max_shape=(max(args.batch), 3, *args.size))
     return engine.path, {"seconds": round(engine.seconds, 1), "precision": engine.precision,
                          "parity": engine.parity.to_dict() if engine.parity else None}
 
