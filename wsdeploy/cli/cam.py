@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--bg-thresholds", default=None, help="background thresholds to try, datasets with a background class only (default: equal to fg, no ignore band)")
     seeds = parser.add_argument_group("seeds (PNG per image: dataset class indices, 255 = unlabelled; read by `wsdeploy train --seeds`)")
     seeds.add_argument("--seeds-out", metavar="SEED_DIR", default=None, help="write <SEED_DIR>/<id>.png for every image of the split")
-    seeds.add_argument("--fg-threshold", type=float, default=None, help="foreground seeds where the max CAM >= T (default: the sweep's pick)")
+    seeds.add_argument("--fg-threshold", type=float, default=None, help="foreground seeds where the max CAM >= T (default: the pick of --sweep, or of an earlier sweep's CAM_DIR/sweep_<split>.json)")
     seeds.add_argument("--bg-threshold", type=float, default=None, help="background seeds where the max CAM <= T (background class only; default: the sweep's pick, else none)")
     seeds.add_argument("--crf", action="store_true", help="keep only seeds a dense CRF agrees with (IRN-style)")
     seeds.add_argument("--crf-iterations", type=int, default=10, help="mean-field iterations of --crf (default: 10)")
@@ -107,10 +107,24 @@ def _check_args(args: argparse.Namespace) -> None:
                 raise ValueError(f"--{flag.replace('_', '-')} applies to --seeds-out")
         if args.crf:
             raise ValueError("--crf applies to --seeds-out")
-    elif args.fg_threshold is None and not args.sweep:
-        raise ValueError("--seeds-out needs --fg-threshold T, or --sweep to pick it")
-    if args.sweep_json is not None and not args.sweep:
-        raise ValueError("--sweep-json applies to --sweep")
+    elif args.fg_threshold is None and not args.sweep and _previous_sweep(args) is None:
+        where = f" (no {Path(args.cams) / _sweep_name(args)} yet)" if args.cams else ""
+        raise ValueError(f"--seeds-out needs --fg-threshold T, --sweep to pick it, or --cams CAM_DIR of an "
+                         f"earlier --sweep{where}")
+    if args.sweep_json is not None and not args.sweep and args.seeds_out is None:
+        raise ValueError("--sweep-json applies to --sweep (or, with --seeds-out, names an earlier sweep to read)")
+
+
+def _sweep_name(args: argparse.Namespace) -> str:
+    return f"sweep_{args.split}.json"
+
+
+def _previous_sweep(args: argparse.Namespace) -> Path | None:
+    """The sweep JSON an earlier `wsdeploy cam --cams CAM_DIR --sweep` wrote for this split, if any."""
+    candidates = [Path(args.sweep_json)] if args.sweep_json else []
+    if args.cams is not None:
+        candidates.append(Path(args.cams) / _sweep_name(args))
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
     if args.sweep:
         best = _sweep(args, cam_dir, bg)
     if args.seeds_out is not None:
+        if best is None and args.fg_threshold is None:  # the pick of an earlier `--sweep` on this split
+            path = _previous_sweep(args)
+            best = json.loads(path.read_text(encoding="utf-8"))["best"]
+            print(f"thresholds from {path}: fg {best['fg_threshold']}, bg {best['bg_threshold']}")
         fg = args.fg_threshold if args.fg_threshold is not None else best["fg_threshold"]
         bg_thr = args.bg_threshold if args.fg_threshold is not None or args.bg_threshold is not None else best["bg_threshold"]
         _write_seeds(args, images, cam_dir, fg, bg_thr)
