@@ -1,11 +1,10 @@
 """`wsdeploy cam`: CAMs of a tags-trained classifier, their random walk, a threshold sweep, seed PNGs.
 
-    wsdeploy cam --model runs/tags/best.pt --data data/shapes --out cams/          # CAM files
-    wsdeploy cam --cams cams/ --data data/shapes --sweep                          # pick thresholds
-    wsdeploy cam --cams cams/ --data data/shapes --seeds-out seeds/ --fg-threshold 0.3
-    wsdeploy cam --cams cams/ --data data/shapes --propagate aff.pt --propagate-out rw/ --sweep \\
-        --seeds-out pseudo/                                                    # random walk
-    wsdeploy train --data data/shapes --supervision tags --seeds seeds/ ...
+    wsdeploy train --data data/synthetic --supervision tags --model classifier_resnet18 --out-dir runs/cls
+    wsdeploy cam --model runs/cls/model.pt --data data/synthetic --out runs/cams     # CAM files
+    wsdeploy cam --cams runs/cams --data data/synthetic --sweep                      # pick thresholds
+    wsdeploy cam --cams runs/cams --data data/synthetic --seeds-out runs/seeds       # seeds at the pick
+    wsdeploy train --data data/synthetic --supervision tags --method seeds-rloss --seeds runs/seeds
 
 The steps combine in one call (CAMs, then the random walk, then the sweep, then seeds with the
 swept thresholds when no --fg-threshold is given). With --propagate the CAMs are walked over the
@@ -33,12 +32,12 @@ logger = logging.getLogger(__name__)
 _DEFAULT_FG = "0.1,0.15,0.2,0.25,0.3,0.35,0.4,0.45,0.5,0.55,0.6"
 _EPILOG = """\
 examples:
-  wsdeploy cam --model runs/tags/best.pt --data data/shapes --out cams/train
-  wsdeploy cam --cams cams/train --data data/shapes --sweep
-  wsdeploy cam --cams cams/train --data VOCdevkit --split train --seeds-out seeds/ \\
-      --fg-threshold 0.30 --bg-threshold 0.05 --crf
-  wsdeploy cam --cams cams/train --data data/shapes --propagate runs/affinity/model.pt \\
-      --propagate-out rw/train --beta 8 --steps 256 --sweep --seeds-out pseudo/
+  wsdeploy train --data data/synthetic --supervision tags --model classifier_resnet18 --width 16 \\
+      --output-stride 8 --out-dir runs/cls                        # the CAM classifier, from tags.txt
+  wsdeploy cam --model runs/cls/model.pt --data data/synthetic --out runs/cams
+  wsdeploy cam --cams runs/cams --data data/synthetic --sweep      # writes runs/cams/sweep_train.json
+  wsdeploy cam --cams runs/cams --data data/synthetic --seeds-out runs/seeds      # at the sweep's pick
+  wsdeploy cam --cams runs/cams --data data/synthetic --seeds-out runs/seeds_crf --fg-threshold 0.3 --crf
 """
 
 
