@@ -4,6 +4,8 @@
     wsdeploy cam --model runs/cls/model.pt --data data/synthetic --out runs/cams     # CAM files
     wsdeploy cam --cams runs/cams --data data/synthetic --sweep                      # pick thresholds
     wsdeploy cam --cams runs/cams --data data/synthetic --seeds-out runs/seeds       # seeds at the pick
+    wsdeploy cam --cams runs/cams --data data/synthetic --propagate runs/affinity/model.pt \\
+        --propagate-out runs/rw --sweep --seeds-out runs/pseudo                    # random walk
     wsdeploy train --data data/synthetic --supervision tags --method seeds-rloss --seeds runs/seeds
 
 The steps combine in one call (CAMs, then the random walk, then the sweep, then seeds with the
@@ -38,6 +40,8 @@ examples:
   wsdeploy cam --cams runs/cams --data data/synthetic --sweep      # writes runs/cams/sweep_train.json
   wsdeploy cam --cams runs/cams --data data/synthetic --seeds-out runs/seeds      # at the sweep's pick
   wsdeploy cam --cams runs/cams --data data/synthetic --seeds-out runs/seeds_crf --fg-threshold 0.3 --crf
+  wsdeploy cam --cams runs/cams --data data/synthetic --propagate runs/affinity/model.pt \\
+      --propagate-out runs/rw --beta 8 --steps 256 --sweep --seeds-out runs/pseudo
 """
 
 
