@@ -59,6 +59,9 @@ def main() -> int:
     parser.add_argument("--also-runs-on", default="", choices=["", "cam seeds", "cam+crf seeds"],
                         help="also train final runs on these seeds (rows named '<run> on <seeds>')")
     parser.add_argument("--also-runs", default=None, help="the final runs trained on --also-runs-on (default: --runs)")
+    parser.add_argument("--until", default="final", choices=["final", "sweep"],
+                        help="'sweep': stop after the classifier, the train CAMs and their threshold sweep "
+                        "(e.g. to compare classifier budgets: benchmarks/results/imagelevel_classifier6k_sweep.json)")
     args = parser.parse_args(argv)
     names = [n for n in args.runs.split(",") if n]
     if unknown := [n for n in names if n not in FINAL_RUNS]:
@@ -66,7 +69,7 @@ def main() -> int:
 
     out = Path(args.out_dir)
     data = args.data
-    results: dict[str, Any] = {**results_header(), "dataset": dataset_description(data), "runs": []}
+    results: dict[str, Any] = {**results_header(data=data), "dataset": dataset_description(data), "runs": []}
 
     def save() -> None:  # partial results survive a crash
         atomic_write_text(args.json, json.dumps(results, indent=2))
@@ -118,6 +121,10 @@ def main() -> int:
             f", background threshold {best['fg_threshold']}" if sweep.get("background_index") is not None else ""),
         "command": f"{cam_cmd} && {sweep_cmd}",
     })
+    if args.until == "sweep":
+        save()
+        print(f"wrote {args.json} (until the sweep: best {json.dumps(best)})")
+        return 0
     # the same CAMs on val, at the threshold picked on train: comparable with the final rows
     cams_val = out / "cams_val"
     camv_cmd = wsdeploy(["cam", "--model", str(clf / "model.pt"), "--data", data, "--split", "val",
