@@ -1,9 +1,12 @@
-"""Batch `SegmentationDataset` items for a DataLoader.
+"""Batch `SegmentationDataset` items for a DataLoader, the image kept as uint8; normalise on the
+device (one place, `network_input`):
 
-Use with the model card's normalisation:
+    loader = DataLoader(dataset, batch_size=8, collate_fn=collate_segmentation)
+    batch = next(iter(loader))
+    x = network_input(batch["image"].to(device), mean, std)   # (B, 3, H, W) float32 there
 
-    loader = DataLoader(dataset, batch_size=8,
-                        collate_fn=functools.partial(collate_segmentation, mean=mean, std=std))
+The uint8 image serves the network (normalised) and the regularized losses (RGB 0-255) alike,
+and moves to the GPU at a quarter of the bytes of a float batch.
 """
 from __future__ import annotations
 
@@ -15,27 +18,31 @@ import torch
 
 from wsdeploy.data.image_io import IMAGENET_MEAN, IMAGENET_STD, normalize
 
-__all__ = ["collate_segmentation", "tags_to_multihot"]
+__all__ = ["collate_segmentation", "network_input", "tags_to_multihot"]
 
 
-def collate_segmentation(
-    items: Sequence[dict[str, Any]],
-    *,
+def network_input(
+    image: torch.Tensor,
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
-) -> dict[str, Any]:
+) -> torch.Tensor:
+    """(B, 3, H, W) uint8 RGB on any device -> (B, 3, H, W) float32 (image / 255 - mean) / std
+    on that device: `wsdeploy.data.image_io.normalize`, the runtime's own normalisation."""
+    return normalize(image.permute(0, 2, 3, 1), mean, std)
+
+
+def collate_segmentation(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack dataset items into a batch.
 
     Args:
         items: B item dicts with `image` (H, W, 3) uint8 RGB numpy, `label` (H, W) uint8 or
             None, `tags` list[int] or None, `id` str; every image of the same size (use a crop
             transform for training).
-        mean, std: per-channel normalisation on the [0, 1] scale (the model card's).
 
     Returns:
-        {"image": (B, 3, H, W) float32 normalised, "label": (B, H, W) int64 (255 ignore, 254
-        padding) or None, "tags": list of B (list[int] | None), "id": list[str]}, plus any other
-        key as a list of the B values.
+        {"image": (B, 3, H, W) uint8 RGB (channels-last memory), "label": (B, H, W) int64 (255 ignore, 254 padding)
+        or None, "tags": list of B (list[int] | None), "id": list[str]}, plus any other key as
+        a list of the B values.
 
     Raises:
         ValueError: no items, images of different sizes, labels given for some items only.
@@ -56,7 +63,9 @@ def collate_segmentation(
             f"images in a batch must share one size, got {sorted(shapes)}; crop them "
             "(train_transform) or use batch_size=1"
         )
-    batch: dict[str, Any] = {"image": normalize(np.stack(images), mean, std)}  # (B, 3, H, W)
+    # (B, 3, H, W) uint8, a view of the stacked (B, H, W, 3) pixels: channels-last memory,
+    # which normalisation keeps and the CPU's convolutions prefer
+    batch: dict[str, Any] = {"image": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)}
 
     labels = [item.get("label") for item in items]
     if all(label is None for label in labels):

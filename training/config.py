@@ -3,9 +3,12 @@
 Provenance: nanoGPT's `train.py` / `GPTConfig` (MIT): plain values with commented defaults and
 no config language. A YAML file maps onto the fields key by key (`load_config`), and the CLI
 makes one flag per field from the same dataclass (`wsdeploy.cli.train`), so the three stay in
-step by construction. Each field's `metadata["help"]` is its documentation.
+step by construction. Each loss's settings are a small dataclass of their own
+(`wsdeploy.training.losses.settings`: `config.crf.weight`), given nested in YAML
+(`crf: {weight: 1.0}`) or flat (`crf_weight: 1.0`, the flag `--crf-weight`). Each field's
+`metadata["help"]` is its documentation.
 
-    config = TrainConfig(data="data/shapes", losses="pce,crf", steps=2000)
+    config = TrainConfig(data="data/synthetic", losses="pce,crf", steps=2000)
     config = load_config("run.yaml", overrides={"lr": 0.01})
 """
 from __future__ import annotations
@@ -16,6 +19,16 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from wsdeploy.training.losses.settings import (
+    REGULARIZERS,
+    SETTINGS_GROUPS,
+    DenseCRFSettings,
+    EntropySettings,
+    GridPottsSettings,
+    NormalizedCutSettings,
+    SECSettings,
+)
 
 __all__ = [
     "AMP_MODES",
@@ -28,6 +41,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "field_types",
+    "flat_fields",
     "load_config",
 ]
 
@@ -35,7 +49,7 @@ SUPERVISIONS = ("full", "scribbles", "tags")
 # how a run learns from its labels: "auto" is the only choice for full/scribbles; with tags,
 # "classifier" trains the CAM classifier and "seeds-rloss" / "sec" train a segmenter on CAM seeds
 METHODS = ("auto", "classifier", "seeds-rloss", "sec")
-LOSS_NAMES = ("pce", "crf", "potts", "ncut", "entropy")
+LOSS_NAMES = ("pce", *REGULARIZERS)  # pce, crf, potts, ncut, entropy
 OPTIMIZERS = ("sgd", "adamw")
 AMP_MODES = ("off", "bf16", "fp16")
 # fields that may differ between a checkpoint's config and the config that resumes it; any
@@ -48,6 +62,10 @@ RESUMABLE_CHANGES = (
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - the metadata key argparse shows
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def _group(kind: type, help: str) -> Any:  # noqa: A002
+    return dataclasses.field(default_factory=kind, metadata={"help": help})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,25 +100,13 @@ class TrainConfig:
     backbone_weights: str | None = _f(None, "torchvision ImageNet .pth for the backbone (width 64)")
     # losses: pce on the labelled pixels, plus weighted regularizers on all pixels
     losses: str = _f("pce", "comma list of pce, crf, potts, ncut, entropy (pce required)")
-    crf_weight: float = _f(0.25, "weight of the dense-CRF loss (normalised to [0, 1]; ~ rloss's 2e-9)")
-    crf_sigma_rgb: float = _f(15.0, "dense-CRF loss colour bandwidth (0..255 RGB units)")
-    crf_sigma_xy: float = _f(100.0, "dense-CRF loss spatial bandwidth (pixels, full resolution)")
-    crf_scale: float = _f(0.5, "resolution factor at which the dense-CRF loss is computed")
-    potts_weight: float = _f(0.25, "weight of the grid Potts loss (normalised to [0, 1])")
-    potts_sigma_rgb: float = _f(15.0, "grid Potts loss colour bandwidth (0..255 RGB units)")
-    potts_neighbours: int = _f(4, "grid Potts neighbourhood: 4 or 8")
-    ncut_weight: float = _f(0.1, "weight of the normalized-cut loss (0.05-0.1 suggested)")
-    ncut_sigma_rgb: float = _f(15.0, "normalized-cut loss colour bandwidth (0..255 RGB units)")
-    ncut_sigma_xy: float = _f(100.0, "normalized-cut loss spatial bandwidth (pixels)")
-    ncut_scale: float = _f(0.5, "resolution factor at which the normalized-cut loss is computed")
-    entropy_weight: float = _f(0.1, "weight of the entropy loss (0.1 or less suggested)")
+    crf: DenseCRFSettings = _group(DenseCRFSettings, "the dense-CRF loss (flags --crf-*)")
+    potts: GridPottsSettings = _group(GridPottsSettings, "the grid Potts loss (flags --potts-*)")
+    ncut: NormalizedCutSettings = _group(NormalizedCutSettings, "the normalized-cut loss (flags --ncut-*)")
+    entropy: EntropySettings = _group(EntropySettings, "the entropy loss (flag --entropy-weight)")
     relaxation: str = _f("bilinear", "relaxation of the Potts losses (crf, potts): bilinear or quadratic")
     regularizers_from_step: int = _f(0, "two-phase schedule: pce only before this step")
-    sec_seed_weight: float = _f(1.0, "SEC: weight of the seeding loss")
-    sec_expand_weight: float = _f(1.0, "SEC: weight of the expansion loss (global weighted rank pooling)")
-    sec_constrain_weight: float = _f(1.0, "SEC: weight of the constrain-to-boundary loss (KL to the dense CRF)")
-    sec_fg_decay: float = _f(0.996, "SEC: rank-pooling decay of foreground classes")
-    sec_bg_decay: float = _f(0.999, "SEC: rank-pooling decay of the background class")
+    sec: SECSettings = _group(SECSettings, "SEC's losses, for method='sec' (flags --sec-*)")
     # optimisation
     optimizer: str = _f("sgd", "'sgd' (momentum) or 'adamw'")
     lr: float = _f(0.01, "peak learning rate (after warm-up)")
@@ -144,10 +150,10 @@ class TrainConfig:
                 f"losses must include 'pce' (the term on the labelled pixels), got {self.losses!r}"
             )
         for name in names:
-            if name != "pce" and not getattr(self, f"{name}_weight") > 0:
+            if name != "pce" and not getattr(self, name).weight > 0:
                 raise ValueError(
                     f"{name}_weight must be > 0 when {name!r} is in losses, "
-                    f"got {getattr(self, f'{name}_weight')!r}"
+                    f"got {getattr(self, name).weight!r}"
                 )
         positive = ("crop_size", "steps", "batch_size", "grad_accum", "log_every", "output_stride", "width")
         for name in positive:
@@ -209,12 +215,12 @@ class TrainConfig:
                 f"method 'sec' has its own losses (seed, expand, constrain; see sec_*_weight); "
                 f"leave losses='pce', got {self.losses!r}"
             )
-        for name in ("sec_fg_decay", "sec_bg_decay"):
-            if not 0.0 < getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
-        for name in ("sec_seed_weight", "sec_expand_weight", "sec_constrain_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("fg_decay", "bg_decay"):
+            if not 0.0 < getattr(self.sec, name) <= 1.0:
+                raise ValueError(f"sec_{name} must be in (0, 1], got {getattr(self.sec, name)!r}")
+        for name in ("seed_weight", "expand_weight", "constrain_weight"):
+            if getattr(self.sec, name) < 0:
+                raise ValueError(f"sec_{name} must be >= 0, got {getattr(self.sec, name)!r}")
 
     @property
     def resolved_method(self) -> str:
@@ -248,8 +254,8 @@ class TrainConfig:
         if method == "classifier":
             return {"multilabel_soft_margin": 1.0}
         if method == "sec":
-            return {n: float(getattr(self, f"sec_{n}_weight")) for n in ("seed", "expand", "constrain")}
-        return {n: 1.0 if n == "pce" else float(getattr(self, f"{n}_weight")) for n in self.loss_names}
+            return {n: float(getattr(self.sec, f"{n}_weight")) for n in ("seed", "expand", "constrain")}
+        return {n: 1.0 if n == "pce" else float(getattr(self, n).weight) for n in self.loss_names}
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -258,9 +264,45 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def field_types() -> dict[str, Any]:
-    """Field name -> resolved type (int, float, bool, str or `str | None`), in field order."""
+    """Flat field name -> resolved type (int, float, bool, str or `str | None`), in field order.
+
+    A settings group's fields are flattened as `<group>_<field>` (`crf_weight`, `sec_fg_decay`):
+    the names of the CLI flags and of a flat YAML config.
+    """
+    return {name: kind for name, kind, _ in flat_fields()}
+
+
+def flat_fields() -> list[tuple[str, Any, dataclasses.Field]]:
+    """(flat name, resolved type, dataclass field) of every setting, groups flattened."""
+    out = []
     hints = typing.get_type_hints(TrainConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in SETTINGS_GROUPS:
+            group = SETTINGS_GROUPS[field.name]
+            sub_hints = typing.get_type_hints(group)
+            out += [(f"{field.name}_{sub.name}", sub_hints[sub.name], sub) for sub in dataclasses.fields(group)]
+        else:
+            out.append((field.name, hints[field.name], field))
+    return out
+
+
+def _flatten(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested groups (`crf: {weight: 1.0}`) to flat keys (`crf_weight`); flat keys win."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in SETTINGS_GROUPS and isinstance(value, Mapping):
+            valid = [f.name for f in dataclasses.fields(SETTINGS_GROUPS[key])]
+            unknown = sorted(set(value) - set(valid))
+            if unknown:
+                raise ValueError(f"unknown {key} setting(s) {unknown}; valid: {', '.join(valid)}")
+            for sub, v in value.items():
+                flat.setdefault(f"{key}_{sub}", v)
+        elif key in SETTINGS_GROUPS:
+            raise ValueError(f"config field {key!r} expects a mapping of its settings, got {value!r}")
+    for key, value in values.items():
+        if key not in SETTINGS_GROUPS:
+            flat[key] = value
+    return flat
 
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:
@@ -298,17 +340,26 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
     """
     if not isinstance(values, Mapping):
         raise ValueError(f"a config must be a mapping of field names to values, got {type(values).__name__}")
+    values = _flatten(values)
     types = field_types()
     unknown = sorted(set(values) - set(types))
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown}; valid keys: {', '.join(types)}")
     if "data" not in values:
         raise ValueError("the config has no 'data' (the dataset folder); pass --data DIR")
-    return TrainConfig(**{k: _coerce(k, types[k], v) for k, v in values.items()})
+    coerced = {k: _coerce(k, types[k], v) for k, v in values.items()}
+    top = {k: v for k, v in coerced.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    for group, kind in SETTINGS_GROUPS.items():
+        prefix = group + "_"
+        sub = {k[len(prefix):]: v for k, v in coerced.items() if k.startswith(prefix) and k not in top}
+        top[group] = kind(**sub)
+    return TrainConfig(**top)
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    """The config as plain values (what checkpoints and config.yaml store)."""
+    """The config as plain values (what checkpoints and config.yaml store), settings groups
+    nested (`{"crf": {"weight": 0.25, ...}}`); `config_from_dict` reads it back, and reads the
+    flat form of earlier versions too."""
     return dataclasses.asdict(config)
 
 

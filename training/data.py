@@ -90,8 +90,7 @@ class SeededAugmentation(Dataset):
         seed: base seed.
 
     Item access takes the sampler's `(index, slot)` pairs (see `ResumableSampler`). Items are
-    the dataset's, augmented, plus `rgb`: the same (crop_h, crop_w, 3) uint8 crop, which the
-    collated batch keeps un-normalised for the regularizers.
+    the dataset's, augmented.
     """
 
     def __init__(self, dataset: Dataset, transform: Any, *, seed: int) -> None:
@@ -113,7 +112,6 @@ class SeededAugmentation(Dataset):
         result = self.compose(image=item["image"], mask=mask)
         item["image"] = result["image"]
         item["label"] = None if label is None else result["mask"]
-        item["rgb"] = result["image"]
         return item
 
 

@@ -1,8 +1,9 @@
 """Validation: mean IoU of a segmentation model on whole images, summed over DDP ranks.
 
-Images are padded (bottom, right) to the model's input multiple by `val_transform`, the logits
-upsampled to the padded size and cropped back to the image, so every original pixel is scored
-once at its own resolution.
+Images are padded (bottom, right) to the model's input multiple by `val_transform`; the logits
+go through the runtime's own post-processing (`wsdeploy.runtime.upsample_logits`: bilinear to
+the padded size, padding cropped; `class_argmax`), so every original pixel is scored once at its
+own resolution, exactly as `wsdeploy.load(...).segment(...)` would label it.
 """
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from wsdeploy.data.labels import IGNORE_LABEL, PAD_LABEL
 from wsdeploy.metrics import SegmentationMetric
+from wsdeploy.runtime import class_argmax, upsample_logits
+from wsdeploy.training.collate import network_input
 from wsdeploy.training.distributed import DistContext, all_reduce_sum
 
 __all__ = ["evaluate"]
@@ -33,7 +36,7 @@ def evaluate(
 
     Args:
         model: segmentation model (unwrapped), (B, 3, H, W) -> (B, K, H/s, W/s) logits.
-        batches: collated batches with "image" (B, 3, H, W) float32 normalised and padded,
+        batches: collated batches with "image" (B, 3, H, W) uint8 RGB, padded,
             "label" (B, H, W) int64 (255 ignore, 254 padding) and "orig_size" list of (h, w).
         class_names: the K class names.
         ctx: the distributed context; every rank must call this (the matrices are all-reduced).
@@ -43,18 +46,17 @@ def evaluate(
         `SegmentationMetric.summary()`: miou, pixel_accuracy, mean_accuracy, per-class values.
     """
     k = len(class_names)
-    local = SegmentationMetric(k, ignore_index=(254, 255))
+    local = SegmentationMetric(k, ignore_index=(PAD_LABEL, IGNORE_LABEL))
     was_training = model.training
     model.eval()
     try:
         for batch in batches:
-            x = batch["image"].to(ctx.device)  # (B, 3, Hp, Wp)
+            x = network_input(batch["image"].to(ctx.device))  # (B, 3, Hp, Wp) float32
             with autocast or nullcontext():
                 logits = model(x)  # (B, K, Hp/s, Wp/s)
-            logits = F.interpolate(logits.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
-            pred = logits.argmax(dim=1).cpu()  # (B, Hp, Wp)
             for b, (h, w) in enumerate(batch["orig_size"]):
-                local.update(pred[b, :h, :w], batch["label"][b, :h, :w])
+                scores = upsample_logits(logits[b], stride=model.logit_stride, height=h, width=w)  # (K, h, w)
+                local.update(class_argmax(scores).cpu(), batch["label"][b, :h, :w])
     finally:
         model.train(was_training)
     matrix = torch.from_numpy(local.confusion_matrix).to(ctx.device)  # (K, K) int64

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import get_worker_info
 
-from wsdeploy.data.labels import IGNORE_LABEL, PAD_LABEL
+from wsdeploy.data.labels import PAD_LABEL
 
 __all__ = [
     "MEAN_FILL",

@@ -15,7 +15,7 @@ import torch
 
 from wsdeploy.data.image_io import write_image, write_label_png
 from wsdeploy.training import TrainConfig, load_config
-from wsdeploy.training.config import config_from_dict
+from wsdeploy.training.config import config_from_dict, config_to_dict
 from wsdeploy.training.optim import lr_at
 
 pytest.importorskip("albumentations")
@@ -93,7 +93,28 @@ def test_config_from_yaml_with_overrides(tmp_path):
     assert (config.data, config.loss_names, config.lr, config.steps, config.amp) == (
         "some/dir", ["pce", "crf"], 1e-3, 7, "bf16"
     )
-    assert config.loss_weights == {"pce": 1.0, "crf": config.crf_weight}
+    assert config.loss_weights == {"pce": 1.0, "crf": config.crf.weight}
+
+
+def test_loss_settings_nested_or_flat_and_stored_nested(tmp_path):
+    """Per-loss settings are small dataclasses (config.crf.weight); YAML gives them nested or
+    flat (the flag names), flat keys win, and a config stored flat by an earlier version reads."""
+    path = tmp_path / "run.yaml"
+    path.write_text("data: d\nlosses: pce,crf,potts\ncrf:\n  weight: 1.0\n  sigma_rgb: 30\npotts_neighbours: 8\n")
+    config = load_config(path, overrides={"crf_sigma_xy": 25.0})
+    assert (config.crf.weight, config.crf.sigma_rgb, config.crf.sigma_xy) == (1.0, 30.0, 25.0)
+    assert config.potts.neighbours == 8 and config.ncut.weight == 0.1  # untouched group: defaults
+    stored = config_to_dict(config)
+    assert stored["crf"] == {"weight": 1.0, "sigma_rgb": 30.0, "sigma_xy": 25.0, "scale": 0.5}
+    assert config_from_dict(stored) == config
+    flat = {k: v for k, v in stored.items() if k not in ("crf", "potts", "ncut", "entropy", "sec")}
+    flat.update({"crf_weight": 1.0, "crf_sigma_rgb": 30.0, "crf_sigma_xy": 25.0, "potts_neighbours": 8})
+    assert config_from_dict(flat) == config
+    assert config_from_dict({**stored, "crf_weight": 0.5}).crf.weight == 0.5  # a flag beats the file
+    with pytest.raises(ValueError, match=r"unknown crf setting\(s\) \['wieght'\]"):
+        config_from_dict({"data": "d", "crf": {"wieght": 1.0}})
+    with pytest.raises(ValueError, match="crf_weight must be > 0 when 'crf' is in losses"):
+        config_from_dict({"data": "d", "losses": "pce,crf", "crf_weight": 0})
 
 
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path):

@@ -35,11 +35,12 @@ ablation. Pass `AnnotateConfig(steps=200, ...)` to change.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from wsdeploy.settings import real_number, settings_from_mapping
 
 __all__ = ["AnnotateConfig"]
 
@@ -113,7 +114,7 @@ class AnnotateConfig:
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
         for name in _NONNEG + _POSITIVE:
-            value = _real(name, getattr(self, name))
+            value = real_number(name, getattr(self, name))
             if name in _POSITIVE and value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
             if value < 0:
@@ -126,22 +127,8 @@ class AnnotateConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AnnotateConfig:
         """Build from a mapping; an unknown name raises ValueError listing the valid ones."""
-        if not isinstance(values, Mapping):
-            raise TypeError(f"annotate settings must be a mapping, got {type(values).__name__}")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown annotate setting(s) {unknown}; valid names are {valid}")
-        return cls(**dict(values))
+        return settings_from_mapping(cls, values, what="annotate setting")
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (for results files)."""
         return asdict(self)
-
-
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return float(value)

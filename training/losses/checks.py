@@ -7,10 +7,11 @@ sum to 1, labels below K) are not checked, since that would synchronise the GPU 
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
+
+from wsdeploy.settings import real_number
 
 __all__ = [
     "check_probs",
@@ -102,15 +103,9 @@ def check_image_valid(
     return valid
 
 
-def _real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
-
-
 def check_positive(name: str, value: object) -> float:
     """Return `value` as a float, raising unless it is finite and > 0."""
-    x = _real(name, value)
+    x = real_number(name, value, finite=False)
     if not (x > 0 and math.isfinite(x)):
         raise ValueError(f"{name} must be finite and > 0, got {value}")
     return x
@@ -118,7 +113,7 @@ def check_positive(name: str, value: object) -> float:
 
 def check_weight(value: object) -> float:
     """Return a loss weight as a float, raising unless it is finite and >= 0."""
-    x = _real("weight", value)
+    x = real_number("weight", value, finite=False)
     if not (x >= 0 and math.isfinite(x)):
         raise ValueError(f"weight must be finite and >= 0, got {value}")
     return x
@@ -126,7 +121,7 @@ def check_weight(value: object) -> float:
 
 def check_scale_factor(value: object) -> float:
     """Return `scale_factor` as a float, raising unless 0 < value <= 1."""
-    x = _real("scale_factor", value)
+    x = real_number("scale_factor", value, finite=False)
     if not 0 < x <= 1:
         raise ValueError(f"scale_factor must be in (0, 1], got {value}")
     return x

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wsdeploy.training.collate import network_input
 from wsdeploy.training.distributed import DistContext, all_gather_objects
 from wsdeploy.training.tags.targets import tags_to_foreground_multihot
 
@@ -54,7 +55,7 @@ def evaluate_classifier(
 
     Args:
         model: (B, 3, H, W) -> (B, K_fg) logits (unwrapped).
-        batches: collated batches with "image" (B, 3, H, W) and "tags" (dataset indices).
+        batches: collated batches with "image" (B, 3, H, W) uint8 and "tags" (dataset indices).
         class_names: the K_fg class names of the classifier's outputs.
         num_dataset_classes, background: map dataset tags to the classifier's outputs.
         ctx: distributed context (every rank must call this).
@@ -70,7 +71,7 @@ def evaluate_classifier(
     try:
         for batch in batches:
             with autocast or nullcontext():
-                logits = model(batch["image"].to(ctx.device))  # (B, K_fg)
+                logits = model(network_input(batch["image"].to(ctx.device)))  # (B, K_fg)
             scores.append(logits.float().cpu().numpy())
             targets.append(tags_to_foreground_multihot(batch["tags"], num_dataset_classes, background).numpy())
     finally:

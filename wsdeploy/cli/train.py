@@ -33,7 +33,7 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add `--config`, `--resume` and one `--field-name` flag per `TrainConfig` field."""
-    from wsdeploy.training.config import TrainConfig, field_types
+    from wsdeploy.training.config import flat_fields
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
@@ -45,28 +45,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", metavar="PATH", default=None,
         help="continue from a training checkpoint (the run's last.pt); its config is the base",
     )
-    types = field_types()
-    group = parser.add_argument_group("training config (TrainConfig fields)")
-    for field in dataclasses.fields(TrainConfig):
-        kind = types[field.name]
-        flag = "--" + field.name.replace("_", "-")
+    group = parser.add_argument_group("training config (TrainConfig fields; a loss's settings as --<loss>-<setting>)")
+    for name, kind, field in flat_fields():
+        flag = "--" + name.replace("_", "-")
         default = "required" if field.default is dataclasses.MISSING else repr(field.default)
         help_text = f"{field.metadata['help']} (default: {default})"
         # SUPPRESS: only flags given on the command line reach the namespace, so they can
         # override a YAML file or a resumed config without the defaults clobbering them
         if kind is bool:
             group.add_argument(
-                flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                flag, dest=name, action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS, help=help_text,
             )
         elif kind in (int, float, str):
             group.add_argument(
-                flag, dest=field.name, type=kind, default=argparse.SUPPRESS, help=help_text,
+                flag, dest=name, type=kind, default=argparse.SUPPRESS, help=help_text,
                 metavar=kind.__name__.upper(),
             )
         else:  # str | None: "none" gives None
             group.add_argument(
-                flag, dest=field.name, type=_optional_str, default=argparse.SUPPRESS,
+                flag, dest=name, type=_optional_str, default=argparse.SUPPRESS,
                 help=help_text + "; 'none' for None", metavar="STR",
             )
 
@@ -77,9 +75,9 @@ def _optional_str(value: str) -> str | None:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The `TrainConfig` fields given as flags (field name -> value)."""
-    from wsdeploy.training.config import TrainConfig
+    from wsdeploy.training.config import field_types
 
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    return {name: getattr(args, name) for name in field_types() if hasattr(args, name)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = overrides_from_args(args)
     if args.resume is not None and args.config is None:
-        base = config_to_dict(read_train_config(args.resume))
+        base = config_to_dict(read_train_config(args.resume))  # nested; the flat flags win
         config = config_from_dict({**base, **overrides})
     else:
         config = load_config(args.config, overrides=overrides)

@@ -23,23 +23,21 @@ uint8), on any device; the kernel lives on that device. Nothing is guessed from 
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from wsdeploy.crf._lattice import build_lattice
 from wsdeploy.crf._operator import LatticeOperator, lattice_norm, make_operator
+from wsdeploy.settings import real_number
 
 __all__ = ["BilateralKernel", "check_sigma", "pixel_features"]
 
 
 def check_sigma(name: str, sigma: object) -> float:
     """`sigma` as a float; TypeError unless a real number, ValueError unless finite and > 0."""
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(sigma).__name__}")
-    if not sigma > 0 or sigma == float("inf"):
+    value = real_number(name, sigma, finite=False)
+    if not 0 < value < float("inf"):
         raise ValueError(f"{name} must be finite and > 0, got {sigma}")
-    return float(sigma)
+    return value
 
 
 def pixel_features(

@@ -3,10 +3,11 @@ and the CLI, so a dict of settings is checked by name in one place."""
 
 from __future__ import annotations
 
-import math
 import numbers
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
+
+from wsdeploy.settings import real_number, settings_from_mapping
 
 __all__ = ["CRFParams"]
 
@@ -41,33 +42,19 @@ class CRFParams:
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         for name in ("bilateral_weight", "gaussian_weight"):
-            value = _number(name, getattr(self, name))
+            value = real_number(name, getattr(self, name))
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         for name in ("bilateral_sigma_xy", "bilateral_sigma_rgb", "gaussian_sigma_xy"):
-            value = _number(name, getattr(self, name))
+            value = real_number(name, getattr(self, name))
             if value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any]) -> "CRFParams":
         """Build from a mapping of field names; an unknown name raises ValueError listing the valid ones."""
-        if not isinstance(params, Mapping):
-            raise TypeError(f"CRF parameters must be a mapping, got {type(params).__name__}")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(params) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown CRF parameter(s) {unknown}; valid names are {valid}")
-        return cls(**dict(params))
+        return settings_from_mapping(cls, params, what="CRF parameter")
 
     def as_dict(self) -> dict[str, Any]:
         """The parameters as a plain dict (e.g. for a model card or `dense_crf(**...)`)."""
         return asdict(self)
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return float(value)

@@ -1,5 +1,4 @@
 """Tests for SegmentationDataset on the folder layout and PASCAL VOC (+Aug, +scribbles)."""
-import functools
 from pathlib import Path
 
 import cv2
@@ -8,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from wsdeploy.training.collate import collate_segmentation, tags_to_multihot
+from wsdeploy.training.collate import collate_segmentation, network_input, tags_to_multihot
 from wsdeploy.data.datasets import SegmentationDataset, tags_from_mask
 from wsdeploy.data.layouts import detect_layout, index_dataset
 from wsdeploy.data.voc_layout import VOC_CLASSES
@@ -242,13 +241,15 @@ def test_tags_from_mask():
 
 def test_collate_with_dataloader(voc_root: Path):
     ds = SegmentationDataset(voc_root, split="train_aug")
-    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    collate = functools.partial(collate_segmentation, mean=mean, std=std)
-    loader = DataLoader(ds, batch_size=3, collate_fn=collate)
+    loader = DataLoader(ds, batch_size=3, collate_fn=collate_segmentation)
     batch = next(iter(loader))
-    assert batch["image"].shape == (3, 3, 9, 11) and batch["image"].dtype == torch.float32
-    first = torch.from_numpy(ds[0]["image"]).permute(2, 0, 1).float() / 255
-    torch.testing.assert_close(batch["image"][0], (first - 0.5) / 0.25)
+    assert batch["image"].shape == (3, 3, 9, 11) and batch["image"].dtype == torch.uint8
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
+    first = torch.from_numpy(ds[0]["image"]).permute(2, 0, 1)
+    assert torch.equal(batch["image"][0], first)
+    x = network_input(batch["image"], (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))  # normalised where it is
+    assert x.dtype == torch.float32
+    torch.testing.assert_close(x[0], (first.float() / 255 - 0.5) / 0.25)
     assert batch["label"].shape == (3, 9, 11) and batch["label"].dtype == torch.int64
     assert batch["id"] == ds.ids
     assert batch["tags"] == [[5, 12], [20], []]
