@@ -2,6 +2,9 @@
 "Seed, Expand and Constrain: Three Principles for Weakly-Supervised Image Segmentation",
 ECCV 2016).
 
+Longer than the house's ~400 lines on purpose: the three terms and the module that weights
+them share the seeds' and tags' conventions, and SEC is read as one method.
+
     from wsdeploy.training.losses.sec import SECLoss
     sec = SECLoss(21, background_index=0)
     terms = sec(logits, seeds, tags, rgb)            # {"seed", "expand", "constrain"}, weighted

@@ -1,5 +1,8 @@
 """Class activation maps (CAMs) of a tags-trained classifier, and the CAM files on disk.
 
+Longer than the house's ~400 lines on purpose: computing CAMs and their file format (written,
+read, looked up per image) change together.
+
     from wsdeploy.checkpoint import load_checkpoint
     from wsdeploy.data.datasets import SegmentationDataset
     from wsdeploy.training.tags.cam import compute_cams, write_cam

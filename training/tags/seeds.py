@@ -1,6 +1,9 @@
 """Seeds from CAMs: dense CAM labels, confident seeds with an ignore band, CRF-checked seeds,
 and their evaluation against dense masks (a threshold sweep on one split).
 
+Longer than the house's ~400 lines on purpose: the seed rules, the statistics and the sweep
+share one convention (dataset class indices, the ignore band), which reads best in one file.
+
     from wsdeploy.training.tags.seeds import make_seeds, sweep_thresholds, pick_threshold
 
     seeds = make_seeds(cams, classes, num_classes=21, background_index=0,
