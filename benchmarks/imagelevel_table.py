@@ -7,7 +7,10 @@ Every stage is a `wsdeploy` command, recorded verbatim in the JSON:
    train split's dense masks (the threshold is picked there, never on val), then seeds with and
    without dense-CRF refinement;
 3. `wsdeploy train --supervision tags --method seeds-rloss | sec`: segmenters on the better seeds
-   (by seed mIoU on train), evaluated on the val split's dense masks, like the full-supervision row.
+   (by seed mIoU on train), evaluated on the val split's dense masks, like the full-supervision row,
+   once per training seed (`--train-seeds`, default 0,1; a row keeps each value and their mean);
+4. with `--propagation`: the affinity net, random walk, self-training rounds, regional contrast and
+   (`--tags4x`) the 4x-tags row of issue 14 (`imagelevel_stages.py`).
 
     python benchmarks/imagelevel_table.py --data data/synthetic-128-seed1 --out-dir runs/imagelevel \
         --classifier-args "--model classifier_resnet18 --output-stride 8" -- --model deeplabv3plus_resnet18 ...
@@ -28,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import imagelevel_stages
 from scribble_table import dataset_description, results_header, split_passthrough, trained_with
 
 from wsdeploy.atomic import atomic_write_text
@@ -53,7 +57,7 @@ def main() -> int:
     parser.add_argument("--fg-thresholds", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7", help="sweep grid")
     parser.add_argument("--full-model", default=None,
                         help="model.pt of the full-supervision run with the same flags (e.g. the "
-                        "scribble table's), instead of training it again")
+                        "scribble table's), instead of training it again; a comma list = one per seed")
     parser.add_argument("--runs", default=",".join(FINAL_RUNS), help=f"final runs from {list(FINAL_RUNS)}")
     parser.add_argument("--fresh", action="store_true", help="re-run stages whose outputs exist")
     parser.add_argument("--also-runs-on", default="", choices=["", "cam seeds", "cam+crf seeds"],
@@ -62,6 +66,7 @@ def main() -> int:
     parser.add_argument("--until", default="final", choices=["final", "sweep"],
                         help="'sweep': stop after the classifier, the train CAMs and their threshold sweep "
                         "(e.g. to compare classifier budgets: benchmarks/results/imagelevel_classifier6k_sweep.json)")
+    imagelevel_stages.add_arguments(parser)
     args = parser.parse_args(argv)
     names = [n for n in args.runs.split(",") if n]
     if unknown := [n for n in names if n not in FINAL_RUNS]:
@@ -163,19 +168,32 @@ def main() -> int:
             parser.error(f"unknown --also-runs {unknown}; choose from {list(FINAL_RUNS)}")
         suffix = "_on_" + args.also_runs_on.split()[0].replace("+", "_")
         seed_sets.append((seed_rows[args.also_runs_on], suffix, also))
+    train_seeds = [int(v) for v in args.train_seeds.split(",") if v]
     for seeds_row, suffix, run_names in seed_sets:
         for name in run_names:
-            run_dir = out / (name.replace("+", "_") + suffix)
-            cmd = wsdeploy(["train", "--data", data, "--supervision", "tags", "--seeds", seeds_row["seeds"],
-                            "--out-dir", str(run_dir), "--no-progress", *passthrough, *FINAL_RUNS[name]],
-                           run_dir / "model.pt")
             label = name if not suffix else f"{name} on {seeds_row['name']}"
-            results["runs"].append(final_row(label, run_dir / "model.pt", cmd))
+            per_seed = {}
+            for seed in train_seeds:  # seed 0 keeps the flags (and the run folder) of one-seed tables
+                run_dir = out / (name.replace("+", "_") + suffix + ("" if seed == 0 else f"_seed{seed}"))
+                cmd = wsdeploy(["train", "--data", data, "--supervision", "tags", "--seeds", seeds_row["seeds"],
+                                "--out-dir", str(run_dir), "--no-progress", *passthrough, *FINAL_RUNS[name],
+                                *(["--seed", str(seed)] if seed else [])], run_dir / "model.pt")
+                per_seed[seed] = final_row(label, run_dir / "model.pt", cmd)
+            results["runs"].append(imagelevel_stages.seed_mean(per_seed))
             print(f"[{label}] val mIoU {results['runs'][-1]['miou']:.4f}", flush=True)
             save()
-    if args.full_model:
-        full_card, _ = read_checkpoint(args.full_model)
-        results["runs"].append(final_row("full", Path(args.full_model), full_card.training.get("command")))
+    if args.propagation:
+        imagelevel_stages.run_stages(
+            wsdeploy, data=data, out=out, args=args, passthrough=passthrough, results=results, save=save,
+            classifier=clf / "model.pt", cams_train=cams, cams_val=cams_val,
+            seed_dirs={"cam seeds": out / "seeds", "cam+crf seeds": out / "seeds_crf"},
+        )
+    if args.full_model:  # one model.pt per training seed, comma-separated
+        per_seed = {}
+        for i, path in enumerate(p for p in args.full_model.split(",") if p):
+            full_card, _ = read_checkpoint(path)
+            per_seed[i] = final_row("full", Path(path), full_card.training.get("command"))
+        results["runs"].append(imagelevel_stages.seed_mean(per_seed))
     else:
         run_dir = out / "full"
         cmd = wsdeploy(["train", "--data", data, "--supervision", "full", "--losses", "pce",

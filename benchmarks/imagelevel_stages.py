@@ -1,0 +1,240 @@
+"""The image-level table's propagation stages: affinity net, random walk, self-training rounds,
+regional contrast and the 4x-tags row (issue 14). Called by `imagelevel_table.py --propagation`
+after its classifier, CAM and seed stages; every step is a `wsdeploy` command recorded in the JSON.
+
+Per training seed s (`--train-seeds`, default 0,1; each row keeps both values and their mean):
+
+1. affinity: `wsdeploy train --method affinity --classifier CLF --seeds SEEDS` on the seed set
+   with the highest precision on train (the CRF-checked seeds in the first table);
+2. random walk (`wsdeploy cam --propagate`) of the train CAMs for every (beta, steps) of the
+   grid, each with the threshold sweep on train; (beta, steps, threshold) are picked by the
+   pseudo-masks' train mIoU with seed 0's affinity net and used for every seed; val is read
+   once per row, at the picked setting;
+3. pseudo-masks: the walk's seeds at the picked threshold, with and without the dense-CRF check
+   (stage `pseudo`, train split), the better one by train mIoU feeds
+4. self-training: `wsdeploy train --method seeds-rloss --rounds N` (stage `final`, rows
+   "round 1" .. "round N", val mIoU);
+5. regional contrast: the classifier again with `--contrast-weight`, its CAM rows, and (only if
+   its train CAM mIoU beats the plain classifier's: "keep it only if it helps") steps 1-4 on it;
+6. 4x tags (`--tags4x`): the synthetic generator's images 0..639 and 800..2719 as train (tags
+   only; their masks are never read: thresholds, beta and steps come from the original run) and
+   the same val images 640..799; steps 1-4 with the classifier retrained on it.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Wsdeploy = Callable[[list[str], Path], str]
+
+AFFINITY_FLAGS_HELP = "extra flags of the affinity runs, e.g. '--steps 2000 --affinity-radius 5'"
+
+
+def add_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("propagation stages (issue 14)")
+    group.add_argument("--propagation", action="store_true", help="also run the affinity / random walk / self-training stages")
+    group.add_argument("--train-seeds", default="0,1", help="training seeds of every trained row (default: 0,1)")
+    group.add_argument("--affinity-args", default="", help=AFFINITY_FLAGS_HELP)
+    group.add_argument("--betas", default="4,8,16", help="random-walk beta grid, picked on train")
+    group.add_argument("--walk-steps", default="64,256", help="random-walk steps grid, picked on train")
+    group.add_argument("--rounds", type=int, default=2, help="self-training rounds")
+    group.add_argument("--round-losses", default="pce,crf", help="--losses of the self-training rounds")
+    group.add_argument("--round-args", default="--relabel-crf", help="extra flags of the self-training run")
+    group.add_argument("--contrast-weight", type=float, default=0.1, help="classifier --contrast-weight (0: skip)")
+    group.add_argument("--tags4x", action="store_true", help="also the 4x-tags row (generates its dataset)")
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def seed_mean(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """A final row from its per-seed rows (`final_row`): the first's fields, miou = the mean."""
+    first = next(iter(per_seed.values()))
+    return _mean_row(first["name"], first["stage"], first["split"], per_seed,
+                     **{k: v for k, v in first.items() if k not in ("name", "stage", "split", "miou")})
+
+
+def _mean_row(name: str, stage: str, split: str, per_seed: dict[int, dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    values = [r["miou"] for r in per_seed.values()]
+    return {"name": name, "stage": stage, "split": split, "miou": statistics.mean(values),
+            "miou_std": statistics.stdev(values) if len(values) > 1 else None,
+            "miou_per_seed": {str(s): r["miou"] for s, r in per_seed.items()},
+            "runs_per_seed": {str(s): r for s, r in per_seed.items()}, **extra}
+
+
+def chain(
+    wsdeploy: Wsdeploy, *, tag: str, data: str, out: Path, classifier: Path, cams_train: Path, cams_val: Path,
+    seed_dirs: dict[str, Path], args: Any, passthrough: list[str], picked: dict[str, Any] | None,
+    train_masks: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Steps 1-4 for one classifier; returns (rows, the picked walk settings).
+
+    `picked` = None: choose (beta, steps, threshold) on train (needs train masks); else reuse it.
+    """
+    from imagelevel_table import final_row, seed_statistics  # here: imagelevel_table imports this module
+
+    seeds = [int(s) for s in args.train_seeds.split(",") if s]
+    suffix = f" ({tag})" if tag else ""
+    rows: list[dict[str, Any]] = []
+    if train_masks:
+        stats = {name: seed_statistics(data, folder) for name, folder in seed_dirs.items()}
+        aff_seeds = max(stats, key=lambda n: stats[n]["precision"] or 0.0)
+    else:
+        aff_seeds = next(iter(seed_dirs))
+    affinity: dict[int, Path] = {}
+    commands: dict[int, str] = {}
+    for s in seeds:
+        run_dir = out / f"affinity_seed{s}"
+        commands[s] = wsdeploy(["train", "--data", data, "--supervision", "tags", "--method", "affinity",
+                                "--classifier", str(classifier), "--seeds", str(seed_dirs[aff_seeds].resolve()),
+                                "--out-dir", str(run_dir), "--no-progress", "--seed", str(s),
+                                *shlex.split(args.affinity_args)], run_dir / "model.pt")
+        affinity[s] = run_dir / "model.pt"
+
+    def walk(s: int, cams: Path, split: str, beta: float, steps: int, thresholds: str) -> tuple[Path, dict[str, Any], str]:
+        folder = out / f"rw_{split}_seed{s}_b{beta:g}_t{steps}"
+        sweep_json = folder.parent / (folder.name + "_sweep.json")
+        cmd = wsdeploy(["cam", "--cams", str(cams), "--data", data, "--split", split, "--propagate", str(affinity[s]),
+                        "--propagate-out", str(folder), "--beta", f"{beta:g}", "--steps", str(steps),
+                        *(["--sweep", "--sweep-json", str(sweep_json), "--fg-thresholds", thresholds]
+                          if split == "val" or train_masks else [])], folder / "cams.json")
+        best = json.loads(sweep_json.read_text())["best"] if sweep_json.is_file() else {}
+        return folder, best, cmd
+
+    if picked is None:
+        grid = []
+        for beta in _floats(args.betas):
+            for steps in [int(v) for v in args.walk_steps.split(",") if v]:
+                _, best, cmd = walk(seeds[0], cams_train, "train", beta, steps, args.fg_thresholds)
+                grid.append({"beta": beta, "steps": steps, **best, "command": cmd})
+        top = max(grid, key=lambda g: g["cam_miou"])
+        picked = {"beta": top["beta"], "steps": top["steps"], "fg_threshold": top["fg_threshold"],
+                  "picked_by": "pseudo-mask (dense walk argmax) mIoU on train, seed 0's affinity net", "grid": grid}
+    beta, steps, fg = picked["beta"], picked["steps"], picked["fg_threshold"]
+    per_seed_train: dict[int, dict[str, Any]] = {}
+    per_seed_val: dict[int, dict[str, Any]] = {}
+    pseudo_sets: dict[str, dict[int, dict[str, Any]]] = {"cam+rw": {}, "cam+rw+crf": {}}
+    for s in seeds:
+        folder, best, cmd = walk(s, cams_train, "train", beta, steps, str(fg))
+        if train_masks:
+            per_seed_train[s] = {"miou": best["cam_miou"], "command": cmd, "affinity_command": commands[s]}
+        vfolder, vbest, vcmd = walk(s, cams_val, "val", beta, steps, str(fg))
+        per_seed_val[s] = {"miou": vbest["cam_miou"], "command": vcmd}
+        for name, extra in (("cam+rw", []), ("cam+rw+crf", ["--crf"])):
+            pseudo = out / f"pseudo_{'crf_' if extra else ''}seed{s}"
+            pcmd = wsdeploy(["cam", "--cams", str(folder), "--data", data, "--split", "train", "--seeds-out", str(pseudo),
+                             "--fg-threshold", str(fg), *extra], pseudo / "seeds.json")
+            st = seed_statistics(data, pseudo) if train_masks else {"miou_as_background": None}
+            pseudo_sets[name][s] = {"miou": st["miou_as_background"], **st, "seeds": str(pseudo.resolve()), "command": pcmd}
+    settings = {"beta": beta, "steps": steps, "fg_threshold": fg}
+    if train_masks:
+        rows.append(_mean_row("cam+rw" + suffix, "pseudo", "train", per_seed_train, walk=settings))
+    rows.append(_mean_row("cam+rw" + suffix, "pseudo", "val", per_seed_val, walk=settings))
+    if train_masks:
+        rows.append(_mean_row("cam+rw+crf" + suffix, "pseudo", "train", pseudo_sets["cam+rw+crf"], walk=settings))
+        use = max(pseudo_sets, key=lambda n: statistics.mean(r["miou"] for r in pseudo_sets[n].values()))
+    else:
+        use = picked.get("pseudo_used", "cam+rw")
+    picked = {**picked, "pseudo_used": use}
+    per_round: dict[int, dict[int, dict[str, Any]]] = {r: {} for r in range(1, args.rounds + 1)}
+    for s in seeds:
+        run_dir = out / f"selftrain_seed{s}"
+        wsdeploy(["train", "--data", data, "--supervision", "tags", "--method", "seeds-rloss",
+                  "--seeds", pseudo_sets[use][s]["seeds"], "--losses", args.round_losses, "--rounds", str(args.rounds),
+                  "--out-dir", str(run_dir), "--no-progress", *passthrough, *shlex.split(args.round_args),
+                  "--seed", str(s)], run_dir / f"round{args.rounds}" / "train" / "model.pt")
+        for r in per_round:
+            model = run_dir / f"round{r}" / "train" / "model.pt"
+            per_round[r][s] = final_row(f"round {r}", model, None)
+    for r, per_seed in per_round.items():
+        rows.append(_mean_row(f"round {r}{suffix}", "final", "val", per_seed, trained_on=use))
+    return rows, picked
+
+
+def run_stages(
+    wsdeploy: Wsdeploy, *, data: str, out: Path, args: Any, passthrough: list[str], results: dict[str, Any],
+    save: Callable[[], None], classifier: Path, cams_train: Path, cams_val: Path, seed_dirs: dict[str, Path],
+) -> None:
+    """Steps 1-6 of the module docstring, appending rows to `results["runs"]`."""
+    rows, picked = chain(wsdeploy, tag="", data=data, out=out / "propagation", classifier=classifier,
+                         cams_train=cams_train, cams_val=cams_val, seed_dirs=seed_dirs, args=args,
+                         passthrough=passthrough, picked=None)
+    results["runs"].extend(rows)
+    results["walk_picked"] = picked
+    save()
+    if args.contrast_weight > 0:
+        clf = out / "classifier_contrast"
+        clf_cmd = wsdeploy(["train", "--data", data, "--supervision", "tags", "--out-dir", str(clf), "--no-progress",
+                            *shlex.split(args.classifier_args), "--contrast-weight", f"{args.contrast_weight:g}"],
+                           clf / "model.pt")
+        cams_c = out / "cams_train_contrast"
+        wsdeploy(["cam", "--model", str(clf / "model.pt"), "--data", data, "--split", "train", "--out", str(cams_c)],
+                 cams_c / "cams.json")
+        sweep_json = out / "sweep_train_contrast.json"
+        wsdeploy(["cam", "--cams", str(cams_c), "--data", data, "--split", "train", "--sweep", "--sweep-json",
+                  str(sweep_json), "--fg-thresholds", args.fg_thresholds, "--seeds-out", str(out / "seeds_contrast")],
+                 sweep_json)
+        best_c = json.loads(sweep_json.read_text())["best"]
+        plain = json.loads((out / "sweep_train.json").read_text())["best"]
+        helps = best_c["cam_miou"] > plain["cam_miou"]
+        results["runs"].append({"name": "cam (contrast)", "stage": "cam", "split": "train", "miou": best_c["cam_miou"],
+                                "contrast_weight": args.contrast_weight, "helps_on_train": helps, "command": clf_cmd})
+        results["contrast"] = {"train_cam_miou": best_c["cam_miou"], "plain_train_cam_miou": plain["cam_miou"],
+                               "kept": helps}
+        save()
+        if helps:
+            cams_cv = out / "cams_val_contrast"
+            wsdeploy(["cam", "--model", str(clf / "model.pt"), "--data", data, "--split", "val", "--out", str(cams_cv)],
+                     cams_cv / "cams.json")
+            rows, _ = chain(wsdeploy, tag="contrast", data=data, out=out / "propagation_contrast",
+                            classifier=clf / "model.pt", cams_train=cams_c, cams_val=cams_cv,
+                            seed_dirs={"cam seeds": out / "seeds_contrast"}, args=args, passthrough=passthrough,
+                            picked=None)
+            results["runs"].extend(rows)
+            save()
+    if args.tags4x:
+        data4x = _tags4x_dataset(wsdeploy, data, out)
+        clf = out / "classifier_tags4x"
+        wsdeploy(["train", "--data", data4x, "--supervision", "tags", "--out-dir", str(clf), "--no-progress",
+                  *shlex.split(args.classifier_args)], clf / "model.pt")
+        cams4 = {}
+        for split in ("train", "val"):
+            cams4[split] = out / f"cams_{split}_tags4x"
+            wsdeploy(["cam", "--model", str(clf / "model.pt"), "--data", data4x, "--split", split,
+                      "--out", str(cams4[split])], cams4[split] / "cams.json")
+        seeds4 = out / "seeds_tags4x"
+        crf = ["--crf"] if picked.get("pseudo_used") == "cam+rw+crf" else []
+        wsdeploy(["cam", "--cams", str(cams4["train"]), "--data", data4x, "--split", "train", "--seeds-out", str(seeds4),
+                  "--fg-threshold", str(json.loads((out / "sweep_train.json").read_text())["best"]["fg_threshold"]), *crf],
+                 seeds4 / "seeds.json")
+        rows, _ = chain(wsdeploy, tag="4x tags", data=data4x, out=out / "propagation_tags4x", classifier=clf / "model.pt",
+                        cams_train=cams4["train"], cams_val=cams4["val"], seed_dirs={"seeds": seeds4}, args=args,
+                        passthrough=passthrough, picked=picked, train_masks=False)
+        results["runs"].extend(rows)
+        save()
+
+
+def _tags4x_dataset(wsdeploy: Wsdeploy, data: str, out: Path) -> str:
+    """The generator's first 2720 images with the original seed: train = 0..639 + 800..2719 (4x
+    the original 640), val = 640..799 (the original val images, byte-identical: every image is
+    drawn from SeedSequence([seed, index]))."""
+    spec = json.loads((Path(data) / "dataset.json").read_text())
+    if spec.get("generator") != "wsdeploy.data.synthetic" or spec.get("num_val") != 160 or spec.get("num_train") != 640:
+        raise SystemExit("--tags4x needs the 800-image synthetic benchmark (640 train / 160 val)")
+    folder = out / "data_tags4x"
+    wsdeploy(["make-dataset", str(folder), "--num-images", "2720", "--size", str(spec["config"]["size"]),
+              "--seed", str(spec["seed"]), "--workers", "0", "--overwrite", "--no-progress"], folder / "dataset.json")
+    ids = (folder / "splits" / "train.txt").read_text().split() + (folder / "splits" / "val.txt").read_text().split()
+    ids = sorted(set(ids))
+    val = ids[640:800]
+    train = ids[:640] + ids[800:]
+    if (Path(data) / "splits" / "val.txt").read_text().split() != val:
+        raise SystemExit("the 4x dataset's images 640..799 are not the original val ids")
+    (folder / "splits" / "train.txt").write_text("\n".join(train) + "\n")
+    (folder / "splits" / "val.txt").write_text("\n".join(val) + "\n")
+    return str(folder)
