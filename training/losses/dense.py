@@ -115,7 +115,7 @@ def loss_kernel(
 
 def dense_crf_loss(
     probs: torch.Tensor,
-    image: torch.Tensor,
+    image: torch.Tensor | None,
     valid: torch.Tensor | None = None,
     *,
     sigma_rgb: float = 15.0,
@@ -131,7 +131,7 @@ def dense_crf_loss(
     Args:
         probs: (B, K, H, W) float, softmax over K (not checked), K >= 2.
         image: (B, 3, H, W) uint8 or float RGB in 0-255, the de-normalised input image, on the
-            device of `probs`.
+            device of `probs`; None when `kernel` is given.
         valid: (B, H, W) bool, False on padding (254); None means every pixel is valid.
         sigma_rgb: colour standard deviation in 0-255 units, > 0 (rloss: 15).
         sigma_xy: spatial standard deviation in pixels of the full-resolution input, > 0
@@ -159,7 +159,7 @@ def dense_crf_loss(
 
 def normalized_cut_loss(
     probs: torch.Tensor,
-    image: torch.Tensor,
+    image: torch.Tensor | None,
     valid: torch.Tensor | None = None,
     *,
     sigma_rgb: float = 15.0,
