@@ -1,0 +1,178 @@
+"""ADM proposals for the dense-CRF regularized loss (Marin, Tang, Ben Ayed, Boykov, "Beyond
+Gradient Descent for Regularized Segmentation Losses", CVPR 2019).
+
+Training on pCE + lambda * R(S) by gradient descent moves the network's softmax S only locally.
+ADM splits the problem with an auxiliary labelling Y and alternates:
+
+1. the proposal step (this module): with the network fixed,
+
+       Y* = argmin_Y  E(Y) = U(Y) + lambda * R(Y)    subject to  Y_p = e_{y_p} on scribbled p
+
+   where U(Y) = -sum_p sum_k Y_pk log S_pk / N is the fidelity to the network (the KL coupling
+   of ADM up to Y's entropy; N = number of valid pixels), the scribbles are hard constraints
+   (so pCE of the proposal is zero), and R is exactly the bilinear dense-CRF loss of
+   `wsdeploy.training.losses.dense`:  R(Y) = sum_k Y~_k^T W (v - Y~_k) / (v^T W v), on the
+   same `wsdeploy.crf.BilateralKernel` W (build it with `loss_kernel`);
+2. the network step (the trainer): cross-entropy of the network against the proposal labels on
+   every valid pixel, i.e. `partial_cross_entropy(logits, proposals.labels)`.
+
+The proposal step minimises E by mean-field: the fixed point of
+Q_pk ∝ exp(log S_pk + mu * (W Q~_k)_p), mu = 2 * lambda * N / (v^T W v) (the derivative of
+N * E for a symmetric W; the label-independent W v drops out of the softmax), with the
+scribbled pixels clamped. The discrete proposal is argmax_k Q. The step never returns a
+labelling of higher energy than where it started (the network's own argmax with the scribbles
+clamped): if mean-field ends higher, the start is kept, so an ADM round cannot go uphill in E.
+
+    kernel = loss_kernel(image, sigma_rgb=30, sigma_xy=25, scale_factor=1.0)   # (B, 3, H, W)
+    prop = crf_proposals(probs.detach(), scribbles, kernel, weight=1.0)        # probs (B, K, H, W)
+    loss = partial_cross_entropy(logits, prop.labels)                          # train on Y*
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from wsdeploy.crf import BilateralKernel
+from wsdeploy.data.labels import IGNORE_LABEL, PAD_LABEL
+from wsdeploy.training.losses.checks import check_label_map, check_positive, check_probs
+
+__all__ = ["Proposals", "crf_proposals", "proposal_energy"]
+
+_EPS = 1e-8  # probabilities are clamped here before the log
+
+
+@dataclass(frozen=True)
+class Proposals:
+    """The result of one proposal step.
+
+    Attributes:
+        labels: (B, H, W) int64 proposal labels in [0, K); PAD_LABEL (254) on padding, so
+            `partial_cross_entropy` skips it.
+        probs: (B, K, H, W) float32, the mean-field marginals Q (one-hot on scribbles).
+        energy_start: () float, E of the network's argmax with the scribbles clamped.
+        energy_end: () float, E of `labels` (<= energy_start).
+        iterations: mean-field iterations run.
+    """
+
+    labels: torch.Tensor
+    probs: torch.Tensor
+    energy_start: float
+    energy_end: float
+    iterations: int
+
+
+def proposal_energy(
+    labelling: torch.Tensor, probs: torch.Tensor, kernel: BilateralKernel, *, weight: float,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """E(Y) = U(Y) + weight * R(Y) of the module docstring, for a soft or one-hot labelling.
+
+    Args:
+        labelling: (B, K, H, W) float, Y: rows on the simplex (one-hot for a discrete labelling).
+        probs: (B, K, H, W) float, the network's softmax S.
+        kernel: the bilateral kernel of the batch at this resolution (`loss_kernel`).
+        weight: lambda >= 0.
+        valid: (B, H, W) bool, False on padding; None = every pixel valid.
+
+    Returns:
+        () float32 scalar.
+    """
+    check_probs(probs)
+    if labelling.shape != probs.shape:
+        raise ValueError(f"expected labelling {tuple(probs.shape)} like probs, got {tuple(labelling.shape)}")
+    v = _valid(probs, valid)[:, None].float()  # (B, 1, H, W)
+    y = labelling.float() * v
+    count = v.sum().clamp_min(1.0)
+    unary = -(y * probs.float().clamp_min(_EPS).log()).sum() / count
+    with torch.autocast(probs.device.type, enabled=False):
+        out = kernel(torch.cat([v, y], 1))  # (B, 1 + K, H, W): W v, W Y~
+    degree, wy = out[:, :1], out[:, 1:]
+    mass = (v * degree).sum().clamp_min(torch.finfo(torch.float32).tiny)
+    pairwise = (y * (degree - wy)).sum() / mass
+    return unary + float(weight) * pairwise
+
+
+@torch.no_grad()
+def crf_proposals(
+    probs: torch.Tensor,
+    scribbles: torch.Tensor,
+    kernel: BilateralKernel,
+    *,
+    weight: float = 1.0,
+    iterations: int = 10,
+    valid: torch.Tensor | None = None,
+    ignore_index: int = IGNORE_LABEL,
+    pad_index: int = PAD_LABEL,
+) -> Proposals:
+    """The ADM proposal step: mean-field minimisation of pCE (hard) + weight * dense-CRF on W.
+
+    Args:
+        probs: (B, K, H, W) float, the network's softmax S (no gradient is taken), at the
+            kernel's resolution.
+        scribbles: (B, H, W) integer, class indices on scribbled pixels, `ignore_index` (255)
+            elsewhere, `pad_index` (254) on padding.
+        kernel: `loss_kernel(image, ...)` of the same batch, (B, H, W) like probs.
+        weight: lambda, the dense-CRF weight (as in `DenseCRFLoss`), >= 0.
+        iterations: mean-field iterations, >= 1.
+        valid: (B, H, W) bool, False on padding; default: scribbles != pad_index.
+
+    Returns:
+        `Proposals` (labels, marginals, energy before and after).
+    """
+    check_probs(probs)
+    check_label_map(scribbles, probs, name="scribbles", like_name="probs")
+    weight = check_positive("weight", weight) if weight != 0 else 0.0
+    if not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be an int >= 1, got {iterations!r}")
+    if (kernel.batch, kernel.height, kernel.width) != (probs.shape[0], *probs.shape[2:]):
+        raise ValueError(
+            f"the kernel was built for {kernel.batch} images of {kernel.height}x{kernel.width}, "
+            f"probs are {tuple(probs.shape)}; build it with loss_kernel at the probs' resolution"
+        )
+    scribbles = scribbles.long()
+    if valid is None:
+        valid = scribbles != pad_index
+    valid = _valid(probs, valid)
+    k = probs.shape[1]
+    seeded = valid & (scribbles != ignore_index) & (scribbles != pad_index)  # (B, H, W)
+    if bool(((scribbles < 0) | (scribbles >= k))[seeded].any()):
+        raise ValueError(f"scribble labels must lie in [0, {k}) or be {ignore_index}/{pad_index}")
+    seed_onehot = torch.nn.functional.one_hot(scribbles.clamp(0, k - 1), k).permute(0, 3, 1, 2).float()
+    log_s = probs.float().clamp_min(_EPS).log()  # (B, K, H, W)
+    clamp = seeded[:, None]  # (B, 1, H, W)
+    v = valid[:, None].float()
+
+    def clamped(q: torch.Tensor) -> torch.Tensor:
+        return torch.where(clamp, seed_onehot, q)
+
+    with torch.autocast(probs.device.type, enabled=False):
+        mass = (v * kernel(v)).sum().clamp_min(torch.finfo(torch.float32).tiny)  # v^T W v
+    mu = 2.0 * weight * float(v.sum()) / float(mass)
+    start = clamped(_onehot(probs.argmax(1), k))
+    q = clamped(probs.float())
+    for _ in range(iterations):
+        with torch.autocast(probs.device.type, enabled=False):
+            message = kernel(q * v)  # (B, K, H, W) W Q~
+        q = clamped(torch.softmax(log_s + mu * message, dim=1))
+    end = clamped(_onehot(q.argmax(1), k))
+    e_start = float(proposal_energy(start, probs, kernel, weight=weight, valid=valid))
+    e_end = float(proposal_energy(end, probs, kernel, weight=weight, valid=valid))
+    if e_end > e_start:  # never uphill: keep the start
+        end, e_end = start, e_start
+    labels = torch.where(valid, end.argmax(1), torch.full_like(scribbles, pad_index))
+    return Proposals(labels=labels, probs=q, energy_start=e_start, energy_end=e_end, iterations=iterations)
+
+
+def _onehot(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, H, W) int -> (B, K, H, W) float32 one-hot."""
+    return torch.nn.functional.one_hot(labels, k).permute(0, 3, 1, 2).float()
+
+
+def _valid(probs: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    b, _, h, w = probs.shape
+    if valid is None:
+        return torch.ones((b, h, w), dtype=torch.bool, device=probs.device)
+    if tuple(valid.shape) != (b, h, w) or valid.dtype != torch.bool:
+        raise ValueError(f"expected valid (B, H, W) = {(b, h, w)} bool, got {tuple(valid.shape)} {valid.dtype}")
+    return valid
