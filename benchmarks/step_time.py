@@ -1,0 +1,101 @@
+"""Training step time of one `wsdeploy train` command under several installs, interleaved.
+
+Compares code versions (e.g. before and after a refactor) on the same machine at the same
+time: each install's interpreter runs the same short training run in turn (A, B, A, B, ...),
+so a change in the machine's load hits every variant alike. The step time of a run is the
+median of its `train_log.jsonl` `step_time_s` entries after the first `--skip` (warm-up);
+a variant's figure is the median over its repeats, all runs kept.
+
+    python benchmarks/step_time.py --data data/synthetic-128-seed1 \\
+        --variant before=/tmp/venv-before/bin/python --variant after=.venv/bin/python \\
+        --repeats 3 --steps 60 --json benchmarks/results/house_step_time.json \\
+        -- --losses pce,crf --model deeplabv3plus_resnet18 --width 16 --crop-size 128 ...
+
+Threads: each run gets OMP_NUM_THREADS / MKL_NUM_THREADS = `--threads` (default 1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scribble_table import results_header  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="dataset folder passed to every run")
+    parser.add_argument("--variant", action="append", required=True, metavar="NAME=PYTHON",
+                        help="a label and the interpreter of an install of wsdeploy (repeat)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per variant (default 3)")
+    parser.add_argument("--steps", type=int, default=60, help="steps per run (default 60)")
+    parser.add_argument("--log-every", type=int, default=10, help="log interval in steps (default 10)")
+    parser.add_argument("--skip", type=int, default=1, help="log entries dropped as warm-up (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="OpenMP/MKL threads per run (default 1)")
+    parser.add_argument("--json", required=True, help="results file to write")
+    if argv is None:
+        argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    for v in args.variant:
+        if "=" not in v:
+            parser.error(f"--variant expects NAME=PYTHON, got {v!r}")
+    if args.repeats < 1 or args.steps <= args.log_every * (args.skip + 1):
+        parser.error("need --repeats >= 1 and --steps > --log-every * (--skip + 1)")
+    return args, argv[split + 1:]
+
+
+def one_run(python: str, data: str, train_flags: list[str], args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [python, "-m", "wsdeploy", "train", "--data", data, "--out-dir", out, "--steps",
+               str(args.steps), "--log-every", str(args.log_every), "--checkpoint-every", "0",
+               "--no-progress", "--no-tensorboard", "--val-split", "", *train_flags]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"run failed ({shlex.join(cmd)}):\n{done.stderr[-2000:]}")
+        entries = [json.loads(line) for line in Path(out, "train_log.jsonl").read_text().splitlines()]
+    times = [e["step_time_s"] for e in entries if "step_time_s" in e][args.skip:]
+    return {"step_time_s": statistics.median(times), "log_step_times_s": times,
+            "loadavg_1m": os.getloadavg()[0], "command": shlex.join(cmd)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, train_flags = parse_args(argv)
+    variants = dict(v.split("=", 1) for v in args.variant)
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
+    for repeat in range(args.repeats):
+        for name, python in variants.items():
+            result = one_run(python, args.data, train_flags, args)
+            runs[name].append(result)
+            print(f"{name} repeat {repeat}: {result['step_time_s']:.4f} s/step (load {result['loadavg_1m']:.1f})", flush=True)
+    versions = {}
+    for name, python in variants.items():
+        where = subprocess.run([python, "-c", "import wsdeploy, torch; print(wsdeploy.__file__, torch.__version__)"],
+                               capture_output=True, text=True).stdout.split()
+        versions[name] = {"python": python, "wsdeploy_file": where[0] if where else None,
+                          "torch": where[1] if len(where) > 1 else None}
+    out = {
+        **results_header(data=args.data),
+        "threads_per_run": args.threads,
+        "variants": versions,
+        "median_step_time_s": {name: statistics.median(r["step_time_s"] for r in rs) for name, rs in runs.items()},
+        "runs": runs,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(args.json).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(args.json)
+    print(json.dumps(out["median_step_time_s"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
