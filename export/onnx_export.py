@@ -194,12 +194,20 @@ def _torch_export(
         import onnxscript  # noqa: F401  (the dynamo exporter's dependency)
     except ImportError as exc:
         raise ImportError('ONNX export needs onnxscript: pip install "wsdeploy[export]"') from exc
+    # torch's exporter logs one warning per torchvision op it cannot register (nms, roi_align, ...)
+    # when torchvision is absent; our models use none of them
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
     with warnings.catch_warnings():  # torch's own exporter internals (pytree deprecations)
         warnings.simplefilter("ignore", FutureWarning)
-        torch.onnx.export(
-            model, (example,), str(path), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes, external_data=False, verbose=False,
-        )
+        try:
+            torch.onnx.export(
+                model, (example,), str(path), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes, external_data=False, verbose=False,
+            )
+        finally:
+            registration.setLevel(level)
 
 
 def _simplify(proto: Any) -> tuple[Any, bool]:

@@ -57,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    # our INFO lines; other libraries' only from WARNING up (onnxscript, uvicorn, ... are chatty)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("wsdeploy").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if tiny.enabled():
         tiny.apply(args)
     module = importlib.import_module(COMMANDS[args.command][0])
