@@ -23,6 +23,7 @@ from typing import Any
 from wsdeploy.training.losses.settings import (
     REGULARIZERS,
     SETTINGS_GROUPS,
+    ADMSettings,
     DenseCRFSettings,
     EntropySettings,
     GridPottsSettings,
@@ -99,11 +100,12 @@ class TrainConfig:
     width: int = _f(64, "backbone base width: 64 = torchvision ResNet, 16/32 = slim CPU models")
     backbone_weights: str | None = _f(None, "torchvision ImageNet .pth for the backbone (width 64)")
     # losses: pce on the labelled pixels, plus weighted regularizers on all pixels
-    losses: str = _f("pce", "comma list of pce, crf, potts, ncut, entropy (pce required)")
+    losses: str = _f("pce", "comma list of pce, crf, potts, ncut, entropy, adm (pce required)")
     crf: DenseCRFSettings = _group(DenseCRFSettings, "the dense-CRF loss (flags --crf-*)")
     potts: GridPottsSettings = _group(GridPottsSettings, "the grid Potts loss (flags --potts-*)")
     ncut: NormalizedCutSettings = _group(NormalizedCutSettings, "the normalized-cut loss (flags --ncut-*)")
     entropy: EntropySettings = _group(EntropySettings, "the entropy loss (flag --entropy-weight)")
+    adm: ADMSettings = _group(ADMSettings, "ADM proposals: cross-entropy to mean-field proposals (flags --adm-*)")
     relaxation: str = _f("bilinear", "relaxation of the Potts losses (crf, potts): bilinear or quadratic")
     regularizers_from_step: int = _f(0, "two-phase schedule: pce only before this step")
     sec: SECSettings = _group(SECSettings, "SEC's losses, for method='sec' (flags --sec-*)")

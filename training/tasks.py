@@ -38,6 +38,7 @@ from wsdeploy.training.distributed import DistContext
 from wsdeploy.training.evaluate import evaluate
 from wsdeploy.training.losses.dense import DenseCRFLoss, NormalizedCutLoss, loss_kernel
 from wsdeploy.training.losses.pointwise import partial_cross_entropy
+from wsdeploy.training.losses.proposals import ADMProposalLoss
 from wsdeploy.training.tags.evaluate import evaluate_classifier
 from wsdeploy.training.tags.targets import dataset_background_index, foreground_indices, tags_to_foreground_multihot
 
@@ -149,11 +150,14 @@ class SegmentTask(Task):
             valid = label != PAD_LABEL  # (B, H, W) bool
             kernels: dict[tuple[float, float, float], Any] = {}
             for name, module in self.regularizers.items():
-                if isinstance(module, (DenseCRFLoss, NormalizedCutLoss)):  # one kernel per settings
+                if isinstance(module, (DenseCRFLoss, NormalizedCutLoss, ADMProposalLoss)):  # one kernel per settings
                     key = (module.sigma_rgb, module.sigma_xy, module.scale_factor)
                     if key not in kernels:
                         kernels[key] = loss_kernel(image, sigma_rgb=key[0], sigma_xy=key[1], scale_factor=key[2])
-                    terms[name] = module(probs, None, valid, kernel=kernels[key])
+                    if isinstance(module, ADMProposalLoss):  # trains on this batch's proposals
+                        terms[name] = module(logits, label, kernel=kernels[key])
+                    else:
+                        terms[name] = module(probs, None, valid, kernel=kernels[key])
                 else:
                     terms[name] = module(probs, image.float(), valid)  # (B, 3, H, W) 0..255
         return torch.stack(list(terms.values())).sum(), terms

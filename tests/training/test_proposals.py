@@ -87,3 +87,43 @@ def test_bad_inputs_raise_clear_errors():
         crf_proposals(probs, torch.where(scribbles == 0, 7, scribbles), kernel)
     with pytest.raises(ValueError, match="scribbles"):
         crf_proposals(probs, scribbles[0], kernel)
+
+
+def test_adm_loss_trains_on_the_proposals():
+    from wsdeploy.training.losses.proposals import ADMProposalLoss
+
+    image, truth, probs, scribbles = _scene()
+    loss_fn = ADMProposalLoss(0.5, crf_weight=2.0, sigma_rgb=20.0, sigma_xy=6.0, scale_factor=1.0)
+    logits = probs.log().clone().requires_grad_(True)
+    loss = loss_fn(logits, scribbles, image)
+    kernel = loss_kernel(image, sigma_rgb=20.0, sigma_xy=6.0, scale_factor=1.0)
+    expected = crf_proposals(probs, scribbles, kernel, weight=2.0)
+    assert torch.equal(loss_fn.last.labels, expected.labels)
+    torch.testing.assert_close(loss, 0.5 * partial_cross_entropy(logits, expected.labels))
+    loss.backward()
+    assert logits.grad.abs().sum() > 0
+    half = ADMProposalLoss(1.0, crf_weight=2.0, sigma_rgb=20.0, sigma_xy=6.0, scale_factor=0.5)
+    half(logits.detach(), scribbles, image)  # proposals at half resolution, labels back at full
+    assert half.last.labels.shape == (1, 12, 12)
+
+
+def test_trainer_runs_adm_from_the_switch_on_step(tmp_path):
+    pytest.importorskip("albumentations")
+    import json
+
+    from wsdeploy.data.synthetic import generate_dataset
+    from wsdeploy.training import TrainConfig, train
+    from wsdeploy.training.config import config_from_dict
+
+    data = generate_dataset(tmp_path / "data", num_images=4, seed=0, size=64, val_fraction=0.25, workers=0)
+    config = TrainConfig(
+        data=str(data), supervision="scribbles", losses="pce,adm", model="lraspp_resnet18", width=8,
+        crop_size=64, batch_size=2, steps=3, regularizers_from_step=1, workers=0, log_every=1,
+        checkpoint_every=0, val_split="", out_dir=str(tmp_path / "run"), device="cpu", progress=False,
+        tensorboard=False, optimizer="adamw", lr=3e-3,
+    )
+    assert config_from_dict({"data": str(data), "adm_crf_weight": 2.0, "losses": "pce,adm"}).adm.crf_weight == 2.0
+    train(config)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    entries = [e for e in log if "split" not in e]
+    assert entries[0]["adm"] == 0 and all(e["adm"] > 0 for e in entries[1:])

@@ -26,18 +26,33 @@ clamped): if mean-field ends higher, the start is kept, so an ADM round cannot g
     kernel = loss_kernel(image, sigma_rgb=30, sigma_xy=25, scale_factor=1.0)   # (B, 3, H, W)
     prop = crf_proposals(probs.detach(), scribbles, kernel, weight=1.0)        # probs (B, K, H, W)
     loss = partial_cross_entropy(logits, prop.labels)                          # train on Y*
+
+In the trainer: `--losses pce,adm` (settings `--adm-*`, `training.losses.settings.ADMSettings`)
+adds `ADMProposalLoss`, the cross-entropy to each batch's proposals, from
+`--regularizers-from-step` on; the proposals are recomputed at every step from the network's
+current output (one mean-field solve per batch, no gradient through it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from wsdeploy.crf import BilateralKernel
 from wsdeploy.data.labels import IGNORE_LABEL, PAD_LABEL
-from wsdeploy.training.losses.checks import check_label_map, check_positive, check_probs
+from wsdeploy.training.losses.checks import (
+    check_label_map,
+    check_positive,
+    check_probs,
+    check_scale_factor,
+    check_weight,
+    downsample,
+)
+from wsdeploy.training.losses.pointwise import partial_cross_entropy
 
-__all__ = ["Proposals", "crf_proposals", "proposal_energy"]
+__all__ = ["ADMProposalLoss", "Proposals", "crf_proposals", "proposal_energy"]
 
 _EPS = 1e-8  # probabilities are clamped here before the log
 
@@ -122,7 +137,7 @@ def crf_proposals(
     """
     check_probs(probs)
     check_label_map(scribbles, probs, name="scribbles", like_name="probs")
-    weight = check_positive("weight", weight) if weight != 0 else 0.0
+    weight = check_weight(weight)
     if not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be an int >= 1, got {iterations!r}")
     if (kernel.batch, kernel.height, kernel.width) != (probs.shape[0], *probs.shape[2:]):
@@ -162,6 +177,70 @@ def crf_proposals(
         end, e_end = start, e_start
     labels = torch.where(valid, end.argmax(1), torch.full_like(scribbles, pad_index))
     return Proposals(labels=labels, probs=q, energy_start=e_start, energy_end=e_end, iterations=iterations)
+
+
+class ADMProposalLoss(nn.Module):
+    """`weight` * cross-entropy of the network against this batch's ADM proposals.
+
+    Each call solves the proposal step on the detached softmax at `scale_factor` (probabilities
+    bilinear, scribbles and padding nearest, the kernel as `loss_kernel` builds it), upsamples
+    the proposal labels (nearest) to the labels' resolution, puts the scribbles back where they
+    are, and returns `weight * partial_cross_entropy(logits, proposals)`.
+
+    Args:
+        weight: multiplier of the cross-entropy, >= 0.
+        crf_weight: lambda of the proposals' dense-CRF term (as `DenseCRFLoss`'s weight).
+        sigma_rgb, sigma_xy, scale_factor: the kernel's settings (as `DenseCRFLoss`).
+        iterations: mean-field iterations per proposal step.
+
+    Shape:
+        logits (B, K, H, W) float at the labels' resolution; target (B, H, W) int64 (255
+        unlabelled, 254 padding); image (B, 3, H, W) RGB 0-255, or `kernel=` from `loss_kernel`
+        with the same settings. Output () scalar. `last` holds the latest `Proposals`.
+    """
+
+    def __init__(self, weight: float = 1.0, *, crf_weight: float = 1.0, sigma_rgb: float = 15.0,
+                 sigma_xy: float = 100.0, scale_factor: float = 0.5, iterations: int = 10) -> None:
+        super().__init__()
+        self.weight = check_weight(weight)
+        self.crf_weight = check_weight(crf_weight)
+        self.sigma_rgb = check_positive("sigma_rgb", sigma_rgb)
+        self.sigma_xy = check_positive("sigma_xy", sigma_xy)
+        self.scale_factor = check_scale_factor(scale_factor)
+        if not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"iterations must be an int >= 1, got {iterations!r}")
+        self.iterations = iterations
+        self.last: Proposals | None = None
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, image: torch.Tensor | None = None, *,
+                kernel: BilateralKernel | None = None) -> torch.Tensor:
+        check_probs(logits, "logits")
+        check_label_map(target, logits, name="target", like_name="logits")
+        if kernel is None:
+            if image is None:
+                raise ValueError("give the image (B, 3, H, W) or a prebuilt kernel (loss_kernel)")
+            from wsdeploy.training.losses.dense import loss_kernel  # dense imports nothing from here
+
+            kernel = loss_kernel(image, sigma_rgb=self.sigma_rgb, sigma_xy=self.sigma_xy,
+                                 scale_factor=self.scale_factor)
+        target = target.long()
+        valid = target != PAD_LABEL
+        probs = torch.softmax(logits.detach().float(), dim=1)  # (B, K, H, W)
+        small_probs, _, small_valid = downsample(probs, None, valid, self.scale_factor)
+        small_target = F.interpolate(target[:, None].float(), size=small_probs.shape[2:], mode="nearest")[:, 0].long()
+        small_target = torch.where(small_valid, small_target, torch.full_like(small_target, PAD_LABEL))
+        prop = crf_proposals(small_probs, small_target, kernel, weight=self.crf_weight,
+                             iterations=self.iterations, valid=small_valid)
+        self.last = prop
+        labels = F.interpolate(prop.labels[:, None].float(), size=target.shape[1:], mode="nearest")[:, 0].long()
+        scribbled = valid & (target != IGNORE_LABEL)
+        labels = torch.where(scribbled, target, labels)
+        labels = torch.where(valid & (labels != PAD_LABEL), labels, torch.full_like(labels, PAD_LABEL))
+        return self.weight * partial_cross_entropy(logits, labels, ignore_index=IGNORE_LABEL, pad_index=PAD_LABEL)
+
+    def extra_repr(self) -> str:
+        return (f"weight={self.weight}, crf_weight={self.crf_weight}, sigma_rgb={self.sigma_rgb}, "
+                f"sigma_xy={self.sigma_xy}, scale_factor={self.scale_factor}, iterations={self.iterations}")
 
 
 def _onehot(labels: torch.Tensor, k: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 __all__ = [
     "REGULARIZERS",
     "SETTINGS_GROUPS",
+    "ADMSettings",
     "DenseCRFSettings",
     "EntropySettings",
     "GridPottsSettings",
@@ -90,6 +91,25 @@ class EntropySettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ADMSettings:
+    """ADM proposals (`losses.proposals.ADMProposalLoss`; Marin et al., CVPR 2019): train on
+    the labelling that minimises the network's fidelity + the dense-CRF loss, scribbles kept."""
+
+    weight: float = _f(1.0, "ADM: weight of the cross-entropy to the proposals")
+    crf_weight: float = _f(1.0, "ADM: dense-CRF weight (lambda) inside the proposal step")
+    sigma_rgb: float = _f(15.0, "ADM: proposal kernel colour bandwidth (0..255 RGB units)")
+    sigma_xy: float = _f(100.0, "ADM: proposal kernel spatial bandwidth (pixels, full resolution)")
+    scale: float = _f(0.5, "ADM: resolution factor at which the proposals are computed")
+    iterations: int = _f(10, "ADM: mean-field iterations per proposal step")
+
+    def build(self, *, relaxation: str) -> nn.Module:  # the proposal's Potts term is bilinear
+        from wsdeploy.training.losses.proposals import ADMProposalLoss
+
+        return ADMProposalLoss(self.weight, crf_weight=self.crf_weight, sigma_rgb=self.sigma_rgb,
+                               sigma_xy=self.sigma_xy, scale_factor=self.scale, iterations=self.iterations)
+
+
+@dataclasses.dataclass(frozen=True)
 class SECSettings:
     """SEC's seed / expand / constrain losses (`losses.sec.SECLoss`), for `method='sec'`."""
 
@@ -113,6 +133,7 @@ REGULARIZERS: dict[str, type] = {
     "potts": GridPottsSettings,
     "ncut": NormalizedCutSettings,
     "entropy": EntropySettings,
+    "adm": ADMSettings,
 }
 # every settings group of TrainConfig: field name -> class
 SETTINGS_GROUPS: dict[str, type] = {**REGULARIZERS, "sec": SECSettings}
