@@ -32,6 +32,8 @@ __all__ = [
 
 MEDIA_TYPES = {"png": "image/png", "json": "application/json", "npz": "application/x-npz"}
 FORMATS = tuple(MEDIA_TYPES)
+ANSWER_MAX_PIXELS = 8192 * 8192  # the client's bound on a decoded answer (wsdeploy.data's image limit)
+ANSWER_MAX_BYTES = 4 * 2**30  # npz: labels + (K, H, W) float32 probs of a large image
 
 
 def negotiate(query_format: str | None, accept: str | None) -> str | None:
@@ -78,10 +80,26 @@ def encode_label_png(labels: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def decode_label_png(data: bytes, num_classes: int) -> np.ndarray:
-    """PNG bytes -> (H, W) uint8 labels (int32 above 256 classes, like `Segmenter.segment`)."""
+def decode_label_png(data: bytes, num_classes: int, *, max_pixels: int = ANSWER_MAX_PIXELS) -> np.ndarray:
+    """PNG bytes -> (H, W) uint8 labels (int32 above 256 classes, like `Segmenter.segment`).
+
+    Raises:
+        ValueError: not a complete single-channel PNG, or one over `max_pixels` (read from its
+            header before decoding, so a hostile answer cannot make the client allocate).
+    """
+    from wsdeploy.data.image_header import image_format_and_size
+
+    try:
+        fmt, height, width = image_format_and_size(data)
+    except ValueError as exc:
+        raise ValueError(f"the server's answer is not a label PNG: {exc}") from None
+    if fmt != "png" or not 0 < height * width <= max_pixels or b"IEND" not in data[-64:]:
+        raise ValueError(
+            f"the server's answer is not a complete label PNG of at most {max_pixels} pixels "
+            f"({fmt.upper()}, {width}x{height})"
+        )
     labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if labels is None or labels.ndim != 2:
+    if labels is None or labels.ndim != 2 or labels.shape != (height, width):
         raise ValueError("the server's answer is not a single-channel label PNG")
     return labels.astype(np.uint8 if num_classes <= 256 else np.int32)
 
@@ -96,11 +114,60 @@ def encode_npz(labels: np.ndarray, classes: list[str], probs: np.ndarray | None)
     return buf.getvalue()
 
 
-def decode_npz(data: bytes) -> tuple[np.ndarray, list[str], np.ndarray | None]:
-    """.npz bytes -> (labels, classes, probs or None); never unpickles."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        probs = npz["probs"] if "probs" in npz.files else None
-        return npz["labels"], [str(c) for c in npz["classes"]], probs
+def decode_npz(
+    data: bytes, *, max_bytes: int = ANSWER_MAX_BYTES
+) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """.npz bytes -> (labels, classes, probs or None); never unpickles.
+
+    Raises:
+        ValueError: not a zip of .npy arrays, `labels` or `classes` missing, wrong shapes or
+            dtypes, or arrays declaring more than `max_bytes` in all (checked from the .npy
+            headers before any array is allocated).
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            declared = sum(_npy_nbytes(archive, info) for info in archive.infolist())
+            if declared > max_bytes:
+                raise ValueError(f"the arrays declare {declared} bytes, over the limit of {max_bytes}")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            missing = [k for k in ("labels", "classes") if k not in npz.files]
+            if missing:
+                raise ValueError(f"no {missing} array in it")
+            labels, classes = npz["labels"], npz["classes"]
+            probs = npz["probs"] if "probs" in npz.files else None
+    except ValueError as exc:
+        raise ValueError(f"the server's NPZ answer is invalid: {_first_line(exc)}") from None
+    except (OSError, EOFError, KeyError, NotImplementedError, RuntimeError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"the server's NPZ answer is not a readable .npz: {type(exc).__name__}: {_first_line(exc)}") from None
+    if labels.ndim != 2 or labels.dtype.kind not in "iu":
+        raise ValueError(f"the server's NPZ labels must be (H, W) integers, got {labels.shape} {labels.dtype}")
+    if classes.ndim != 1 or classes.dtype.kind != "U":
+        raise ValueError(f"the server's NPZ classes must be a list of names, got {classes.shape} {classes.dtype}")
+    if probs is not None and (probs.ndim != 3 or probs.dtype.kind != "f" or probs.shape[1:] != labels.shape):
+        raise ValueError(f"the server's NPZ probs must be (K, H, W) floats, got {probs.shape} {probs.dtype}")
+    return labels, [str(c) for c in classes], probs
+
+
+def _npy_nbytes(archive: Any, info: Any) -> int:
+    """Bytes an .npy member of an archive declares in its header (0 for other members)."""
+    if not info.filename.endswith(".npy"):
+        return 0
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def rle_encode(mask: np.ndarray) -> dict[str, Any]:

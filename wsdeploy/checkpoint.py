@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import json
+import math
 import os
 import pickle
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -60,26 +63,53 @@ class ModelCard:
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch:
-            raise ValueError(f"card.arch must be a model name, got {self.arch!r}")
-        if not self.classes or not all(isinstance(c, str) for c in self.classes):
-            raise ValueError(f"card.classes must be a non-empty list of names, got {self.classes!r}")
-        if self.palette is not None and (
-            len(self.palette) != len(self.classes) or any(len(c) != 3 for c in self.palette)
+            raise ValueError(f"card.arch must be a model name, got {_short(self.arch)}")
+        if not _is_seq(self.classes) or not self.classes or not all(isinstance(c, str) for c in self.classes):
+            raise ValueError(f"card.classes must be a non-empty list of names, got {_short(self.classes)}")
+        if self.palette is not None and not (
+            _is_seq(self.palette) and len(self.palette) == len(self.classes)
+            and all(_is_seq(c) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c) for c in self.palette)
         ):
             raise ValueError(
-                f"card.palette must have one RGB triple per class ({len(self.classes)}), "
-                f"got {self.palette!r}"
+                f"card.palette must have one RGB triple (0..255) per class ({len(self.classes)}), "
+                f"got {_short(self.palette)}"
             )
         for name in ("mean", "std"):
             value = getattr(self, name)
-            if len(value) != 3:
-                raise ValueError(f"card.{name} must have 3 values (RGB), got {value!r}")
+            if not _is_seq(value) or len(value) != 3 or not all(_is_number(v) for v in value):
+                raise ValueError(f"card.{name} must have 3 finite numbers (RGB), got {_short(value)}")
         if any(s <= 0 for s in self.std):
-            raise ValueError(f"card.std must be positive, got {self.std!r}")
-        if self.supervision not in SUPERVISION_KINDS:
+            raise ValueError(f"card.std must be positive, got {_short(self.std)}")
+        if self.input_size is not None and not (
+            _is_seq(self.input_size) and len(self.input_size) == 2 and all(_is_int(v) and v > 0 for v in self.input_size)
+        ):
+            raise ValueError(f"card.input_size must be None or (H, W) positive integers, got {_short(self.input_size)}")
+        if not isinstance(self.supervision, str) or self.supervision not in SUPERVISION_KINDS:
             raise ValueError(
-                f"card.supervision must be one of {SUPERVISION_KINDS}, got {self.supervision!r}"
+                f"card.supervision must be one of {SUPERVISION_KINDS}, got {_short(self.supervision)}"
             )
+        if not isinstance(self.losses, dict) or not all(
+            isinstance(k, str) and _is_number(v) for k, v in self.losses.items()
+        ):
+            raise ValueError(f"card.losses must map loss names to finite weights, got {_short(self.losses)}")
+        for name in ("arch_kwargs", "evaluation", "training", "versions"):
+            value = getattr(self, name)
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise ValueError(f"card.{name} must be a dict with string keys, got {_short(value)}")
+        if not isinstance(self.created, str):
+            raise ValueError(f"card.created must be a date string, got {_short(self.created)}")
+        if not _is_int(self.format_version) or not 1 <= self.format_version <= CARD_FORMAT_VERSION:
+            raise ValueError(
+                f"card.format_version must be an integer in [1, {CARD_FORMAT_VERSION}], got {_short(self.format_version)}"
+            )
+        for name in ("classes", "palette", "mean", "std", "input_size"):  # tuples in, lists stored (as JSON reads them)
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, [list(v) if name == "palette" else v for v in value])
+        try:
+            json.dumps(self.to_dict())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the model card must hold plain JSON values only: {_first_line(exc)}") from None
 
     @property
     def num_classes(self) -> int:
@@ -95,8 +125,8 @@ class ModelCard:
         if not isinstance(data, dict):
             raise ValueError(f"model card must be a dict, got {type(data).__name__}")
         version = data.get("format_version")
-        if not isinstance(version, int):
-            raise ValueError(f"model card has no integer format_version (got {version!r})")
+        if not _is_int(version):
+            raise ValueError(f"model card has no integer format_version (got {_short(version)})")
         if version > CARD_FORMAT_VERSION:
             raise ValueError(
                 f"model card format version {version} is newer than this wsdeploy supports "
@@ -105,14 +135,38 @@ class ModelCard:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"model card has unknown fields {unknown}; expected some of {sorted(names)}")
+            raise ValueError(f"model card has unknown fields {_short(unknown)}; expected some of {sorted(names)}")
         missing = [n for n in ("arch", "classes") if n not in data]
         if missing:
             raise ValueError(f"model card is missing required fields {missing}")
         try:
             return cls(**data)
         except TypeError as exc:
-            raise ValueError(f"invalid model card: {exc}") from None
+            raise ValueError(f"invalid model card: {_first_line(exc)}") from None
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """repr() of a value read from a file, cut to `limit` characters (errors quote, not dump)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = 6
+_REPR.maxlevel = 3
+
+
+def _is_seq(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, card: ModelCard) -> None:
@@ -175,12 +229,18 @@ def load_untrusted(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         raise ValueError(
             f"{path}: refusing to load: the file needs arbitrary unpickling (only tensors and "
-            f"plain values are allowed in a wsdeploy checkpoint). Detail: {str(exc).splitlines()[0]}"
+            f"plain values are allowed in a wsdeploy checkpoint). Detail: {_first_line(exc)}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types on garbage (KeyError, EOFError...)
         raise ValueError(
-            f"{path}: not a readable checkpoint (truncated or corrupt file?): {str(exc).splitlines()[0]}"
+            f"{path}: not a readable checkpoint (truncated or corrupt file?): {_first_line(exc)}"
         ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 300 characters), or its type name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[ModelCard, dict[str, torch.Tensor]]:
@@ -218,11 +278,19 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
     # which the deploy machine may not have.
     kwargs = {k: v for k, v in card.arch_kwargs.items() if k != "backbone_weights"}
     try:
-        model = build_model(card.arch, card.num_classes, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: the card's architecture cannot be built: {exc}") from None
+        # On the meta device first: the card is untrusted, and {"width": 10**6} or a million
+        # classes must be refused by the shape check, not by allocating the model.
+        with torch.device("meta"):
+            model = build_model(card.arch, card.num_classes, **kwargs)
+    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        raise ValueError(f"{path}: the card's architecture cannot be built: {_first_line(exc)}") from None
     _check_state_matches(model, state, path)
-    model.load_state_dict(state, strict=True)
+    expected = model.state_dict()
+    state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)  # the file's tensors become the weights
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a buffer outside the state_dict
+        model = build_model(card.arch, card.num_classes, **kwargs)
+        model.load_state_dict(state, strict=True)
     return model.eval(), card
 
 

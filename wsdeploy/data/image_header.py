@@ -56,7 +56,24 @@ def _png_size(data: bytes) -> tuple[int, int]:
     if data[12:16] != b"IHDR":
         raise ValueError("corrupt PNG: the first chunk is not IHDR")
     width, height = struct.unpack(">II", data[16:24])
+    _check_png_chunks(data)
     return height, width
+
+
+def _check_png_chunks(data: bytes) -> None:
+    """Every chunk must fit in the data: libpng (through OpenCV) allocates a chunk's declared
+    length before reading it, so a 100-byte file declaring a 4 GB chunk would take 4 GB."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if length > 0x7FFFFFFF or pos + 12 + length > len(data):
+            raise ValueError(
+                f"corrupt or truncated PNG: chunk {kind!r} at byte {pos} declares {length} bytes, "
+                f"{len(data) - pos - 12} are left"
+            )
+        if kind == b"IEND":
+            return
+        pos += 12 + length
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:

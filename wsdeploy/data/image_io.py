@@ -10,6 +10,7 @@ limit from their header *before* decoding (see `image_header.py`).
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,9 @@ def read_image(src: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     """
     if isinstance(src, (str, os.PathLike)):
         path = Path(src)
-        if not path.is_file():
-            raise ValueError(f"image file not found: {str(path)!r}")
+        data = _read_file(path, "image")
         try:
-            return _decode(path.read_bytes(), max_pixels=max_pixels, name=str(path))
+            return _decode(data, max_pixels=max_pixels, name=str(path))
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
     if isinstance(src, (bytes, bytearray, memoryview)):
@@ -73,6 +73,21 @@ def read_image(src: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
         "expected an image as a path, bytes, numpy uint8 array (H, W, 3) or PIL image, "
         f"got {type(src).__name__}"
     )
+
+
+def _read_file(path: Path, what: str) -> bytes:
+    """The bytes of `path`; a missing, unreadable or oddly named file is a ValueError."""
+    try:
+        if not path.is_file():
+            raise ValueError(f"{what} file not found: {_quoted(path)}")
+        return path.read_bytes()
+    except OSError as exc:  # name too long, permission denied, a folder...
+        raise ValueError(f"cannot read the {what} file {_quoted(path)}: {exc.strerror or exc}") from None
+
+
+def _quoted(path: Path, limit: int = 200) -> str:
+    text = repr(str(path))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_pixels(height: int, width: int, max_pixels: int) -> None:
@@ -94,7 +109,20 @@ def _decode(data: bytes, *, max_pixels: int, name: str) -> np.ndarray:
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"could not decode the {fmt.upper()} data ({len(data)} bytes): corrupt?")
+    _check_decoded_size(bgr.shape[:2], (height, width), fmt)
     return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def _check_decoded_size(decoded: tuple[int, ...], header: tuple[int, int], fmt: str) -> None:
+    """The pixel limit was checked on the header's size: refuse a file that decodes to another.
+
+    A transposed size is the header's too (JPEG EXIF orientation rotates on decode).
+    """
+    if tuple(decoded) not in (header, header[::-1]):
+        raise ValueError(
+            f"corrupt {fmt.upper()}: the header says {header[1]}x{header[0]} pixels but the data "
+            f"decodes to {decoded[1]}x{decoded[0]}"
+        )
 
 
 def _check_complete(data: bytes, fmt: str) -> None:
@@ -131,46 +159,74 @@ def _pil_to_array(img: Any) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def read_label_png(path: str | os.PathLike) -> np.ndarray:
+def read_label_png(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a PNG of class indices (grayscale or palette, VOC style), 255 = ignore.
+
+    Args:
+        path: the PNG file.
+        max_pixels: refuse label maps with more than this many pixels (checked before decoding).
 
     Returns:
         (H, W) uint8 class indices.
 
     Raises:
-        ValueError: missing file, not a PNG, a colour (RGB) PNG, or values above 255.
+        ValueError: missing file, not a PNG, a truncated or corrupt one, a colour (RGB) PNG,
+            values above 255, more than `max_pixels` pixels.
         ImportError: a palette PNG without Pillow installed (`pip install "wsdeploy[train]"`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"label file not found: {str(path)!r}")
-    data = path.read_bytes()
-    fmt, _, _ = image_format_and_size(data)
-    if fmt != "png":
-        raise ValueError(f"{path}: label maps must be PNG, got {fmt.upper()}")
-    color_type = data[25]
-    if color_type == 3:  # palette: the indices are the pixel values, which OpenCV would expand
-        try:
-            from PIL import Image
-        except ImportError as exc:
-            raise ImportError(
-                f"{path} is a palette PNG; reading it needs Pillow: pip install \"wsdeploy[train]\""
-            ) from exc
-        with Image.open(path) as img:
-            return np.array(img, dtype=np.uint8)
-    labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if labels is None:
-        raise ValueError(f"{path}: could not decode the PNG: corrupt?")
+    data = _read_file(path, "label")
+    try:
+        fmt, height, width = image_format_and_size(data)
+        if fmt != "png":
+            raise ValueError(f"label maps must be PNG, got {fmt.upper()}")
+        if len(data) < 26:
+            raise ValueError(f"truncated PNG header: {len(data)} bytes")
+        _check_pixels(height, width, max_pixels)
+        _check_complete(data, fmt)
+        labels = _decode_label_png(data, path)
+        _check_decoded_size(labels.shape[:2], (height, width), fmt)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     if labels.ndim != 2:
         raise ValueError(
             f"{path}: expected a single-channel PNG of class indices, got {labels.shape[2]} "
             "channels (a colour-coded mask must be converted to indices first)"
         )
     if labels.dtype != np.uint8:
-        if labels.max() > 255:
+        if labels.dtype != np.uint16:
+            raise ValueError(f"{path}: expected 8- or 16-bit class indices, got {labels.dtype}")
+        if labels.size and labels.max() > 255:
             raise ValueError(f"{path}: class indices above 255 (max {int(labels.max())})")
         labels = labels.astype(np.uint8)
     return labels
+
+
+def _decode_label_png(data: bytes, path: Path) -> np.ndarray:
+    """Grayscale through OpenCV, palette through Pillow (the indices, which OpenCV would expand)."""
+    if data[25] != 3:
+        labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if labels is None:
+            raise ValueError("could not decode the PNG: corrupt?")
+        return labels
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise ImportError(
+            f"{path} is a palette PNG; reading it needs Pillow: pip install \"wsdeploy[train]\""
+        ) from exc
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
+            if img.mode != "P":
+                raise ValueError(f"expected a palette PNG, Pillow reads mode {img.mode!r}")
+            return np.array(img, dtype=np.uint8)
+    except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:  # Pillow's corrupt-file errors
+        raise ValueError(f"could not decode the palette PNG: {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
