@@ -6,9 +6,16 @@ scribbles) and the losses differ. Each run is a `wsdeploy train` command (record
 JSON); the val mIoU is the one the trainer writes into the model card.
 
     python benchmarks/scribble_table.py --data data/synthetic --out-dir runs/scribble_table \
-        --json benchmarks/results/scribble_table.json -- --model deeplabv3plus_resnet18 --width 16 ...
+        --json benchmarks/results/scribble_table.json --seeds 0,1,2 -- --model deeplabv3plus_resnet18 ...
 
 Everything after `--` is passed to every `wsdeploy train` run unchanged (model, steps, crop, lr).
+`make scribble-table` runs the README's table (dataset included) from a fresh clone.
+
+A row keeps each seed's run (`runs_per_seed`, `miou_per_seed`), their mean (`miou`) and sample
+standard deviation (`miou_std`); `gains` says whether a regularizer *helps*: its gain over pce
+must exceed twice the larger of the two rows' standard deviations. The header records what a
+rerun needs (`results_header`), and each run's folder keeps the git commit it trained at
+(`provenance.json`, copied into the row as `trained_at`).
 """
 from __future__ import annotations
 
@@ -55,6 +62,9 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=1, help="runs trained at the same time")
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP_NUM_THREADS of each run (default: 1 when --parallel > 1, else torch's)")
+    parser.add_argument("--dataset-sha256", default=None,
+                        help="expected content hash of --data (wsdeploy.provenance.dataset_hash); a mismatch "
+                        "is recorded and warned about: the rows then come from other data")
     parser.add_argument("--fresh", action="store_true",
                         help="retrain runs whose model.pt exists with the same command (default: reuse)")
     args = parser.parse_args(argv)
@@ -71,6 +81,12 @@ def main() -> int:
         "seeds": seeds,
         "runs": [],
     }
+    if args.dataset_sha256:
+        found = results["provenance"]["dataset_hash"]["sha256"]
+        results["dataset_matches_expected"] = found == args.dataset_sha256
+        if found != args.dataset_sha256:
+            print(f"WARNING: {args.data} hashes to {found}, not the expected {args.dataset_sha256}: "
+                  "the dataset's bytes differ from the committed table's", file=sys.stderr, flush=True)
     jobs = []  # (name, seed, cmd, out)
     for seed in seeds:  # seed-major: the first seed's table is complete before the next starts
         for name in names:
