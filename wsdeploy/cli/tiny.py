@@ -81,13 +81,6 @@ def _bench(args: argparse.Namespace, changed: dict[str, Any]) -> None:
     _at_most(args, "size", 64, changed)
     if getattr(args, "batch", None) and max(args.batch) > 2:
         _set(args, "batch", sorted({min(b, 2) for b in args.batch}), changed)
-    if getattr(args, "calibration_limit", None) is not None:
-        _at_most(args, "calibration_limit", 2, changed)
-
-
-def _export(args: argparse.Namespace, changed: dict[str, Any]) -> None:
-    _at_most(args, "calibration_limit", 2, changed)
-    _at_most(args, "check_limit", 1, changed)
 
 
 def _cam(args: argparse.Namespace, changed: dict[str, Any]) -> None:
@@ -106,7 +99,8 @@ _CLAMPS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     "annotate": _annotate,
     "demo": _demo,
     "bench": _bench,
-    "export": _export,
+    # export: nothing to clamp; the parity check must still pass (an INT8 model calibrated on 2
+    # images does not) and torch.export's cost (~9 s of CPU) does not shrink with the model
     "cam": _cam,
     "eval": _eval,
 }
