@@ -54,11 +54,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 
 def one_run(python: str, data: str, train_flags: list[str], args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        cmd = [python, "-m", "wsdeploy", "train", "--data", data, "--out-dir", out, "--steps",
+        cmd = [python, "-m", "wsdeploy", "train", "--data", str(Path(data).resolve()), "--out-dir", out, "--steps",
                str(args.steps), "--log-every", str(args.log_every), "--checkpoint-every", "0",
                "--no-progress", "--no-tensorboard", "--val-split", "", *train_flags]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        # cwd: the scratch folder, so `-m wsdeploy` imports the install, not a checkout here
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=out)
         if done.returncode != 0:
             raise SystemExit(f"run failed ({shlex.join(cmd)}):\n{done.stderr[-2000:]}")
         entries = [json.loads(line) for line in Path(out, "train_log.jsonl").read_text().splitlines()]
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = {}
     for name, python in variants.items():
         where = subprocess.run([python, "-c", "import wsdeploy, torch; print(wsdeploy.__file__, torch.__version__)"],
-                               capture_output=True, text=True).stdout.split()
+                               capture_output=True, text=True, cwd=tempfile.gettempdir()).stdout.split()
         versions[name] = {"python": python, "wsdeploy_file": where[0] if where else None,
                           "torch": where[1] if len(where) > 1 else None}
     out = {
