@@ -16,6 +16,7 @@ Results: benchmarks/results/adm_proposals.json (results_header's provenance incl
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -104,7 +105,8 @@ def main() -> int:
         rows.append(row)
     results = {
         **results_header(data=args.data),
-        "model": {"path": args.model, "training_command": model.card["training"].get("command"),
+        "model": {"path": args.model, "sha256": hashlib.sha256(Path(args.model).read_bytes()).hexdigest(),
+                  "training_command": model.card["training"].get("command"),
                   "val_miou": model.card["evaluation"].get("miou")},
         "split": args.split, "images": len(ids), "batch": args.batch,
         "settings": {"sigma_rgb": args.sigma_rgb, "sigma_xy": args.sigma_xy, "scale": args.scale,

@@ -42,7 +42,7 @@ from wsdeploy.atomic import atomic_write_text
 from wsdeploy.provenance import dataset_hash, file_digests, git_state
 
 ONE = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-TWO = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+TWO = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}  # no spinning on a busy CPU
 VARIANTS = {  # name -> (environment, what it stands for); the first is the reference
     "1thread": (ONE, "reference"),
     "1thread_again": (ONE, "the same command again"),

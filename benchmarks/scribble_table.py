@@ -120,7 +120,8 @@ def seed_row(name: str, per_seed: list[dict], seeds: list[int]) -> dict:
     row["miou_range"] = max(values) - min(values)
     row["miou_per_seed"] = {str(seed): v for seed, v in zip(seeds, values)}
     row["runs_per_seed"] = {str(seed): r for seed, r in zip(seeds, per_seed)}
-    row["command"] = per_seed[0]["command"] + (f"  (also --seed {', '.join(map(str, seeds[1:]))})" if len(seeds) > 1 else "")
+    also = f"  (also --seed {', '.join(map(str, seeds[1:]))})" if len(seeds) > 1 else ""
+    row["command"] = per_seed[0]["command"] + also
     return row
 
 

@@ -27,7 +27,8 @@ def _load(name: str):
 @pytest.mark.parametrize("path", sorted(RESULTS.glob("*.json")), ids=lambda p: p.name)
 def test_every_results_file_records_machine_versions_and_command(path):
     record = json.loads(path.read_text())
-    assert {"machine", "versions", "command"} <= set(record), f"{path.name} lacks {set(('machine', 'versions', 'command')) - set(record)}"
+    missing = {"machine", "versions", "command"} - set(record)
+    assert not missing, f"{path.name} lacks {sorted(missing)}"
     assert isinstance(record["command"], str) and record["command"].strip()
     script = next((w for w in record["command"].split() if w.endswith(".py")), None)
     if script is not None:  # "python benchmarks/x.py ..." or "python scripts/x.py ...": committed
