@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wsdeploy.training.losses.settings import SETTINGS_GROUPS as LOSS_SETTINGS_GROUPS
 from wsdeploy.training.losses.settings import (
     REGULARIZERS,
-    SETTINGS_GROUPS,
     ADMSettings,
     DenseCRFSettings,
     EntropySettings,
@@ -30,6 +30,7 @@ from wsdeploy.training.losses.settings import (
     NormalizedCutSettings,
     SECSettings,
 )
+from wsdeploy.training.tags.settings import TAGS_SETTINGS_GROUPS, AffinitySettings, ContrastSettings, RelabelSettings
 
 __all__ = [
     "AMP_MODES",
@@ -49,7 +50,9 @@ __all__ = [
 SUPERVISIONS = ("full", "scribbles", "tags")
 # how a run learns from its labels: "auto" is the only choice for full/scribbles; with tags,
 # "classifier" trains the CAM classifier and "seeds-rloss" / "sec" train a segmenter on CAM seeds
-METHODS = ("auto", "classifier", "seeds-rloss", "sec")
+# ("affinity" trains the affinity net of the random walk on a frozen classifier, from seeds)
+METHODS = ("auto", "classifier", "seeds-rloss", "sec", "affinity")
+SETTINGS_GROUPS: dict[str, type] = {**LOSS_SETTINGS_GROUPS, **TAGS_SETTINGS_GROUPS}
 LOSS_NAMES = ("pce", *REGULARIZERS)  # pce, crf, potts, ncut, entropy
 OPTIMIZERS = ("sgd", "adamw")
 AMP_MODES = ("off", "bf16", "fp16")
@@ -84,7 +87,8 @@ class TrainConfig:
     method: str = _f(
         "auto",
         "with tags: 'classifier' (CAM classifier; the default for classifier_* models), "
-        "'seeds-rloss' (pCE on --seeds + --losses) or 'sec' (seed/expand/constrain on --seeds)",
+        "'seeds-rloss' (pCE on --seeds + --losses), 'sec' (seed/expand/constrain on --seeds) or "
+        "'affinity' (the random walk's affinity net on --affinity-classifier, from --seeds)",
     )
     seeds: str | None = _f(
         None, "folder of seed PNGs (`wsdeploy cam --seeds-out`) for --method seeds-rloss / sec"
@@ -109,6 +113,10 @@ class TrainConfig:
     relaxation: str = _f("bilinear", "relaxation of the Potts losses (crf, potts): bilinear or quadratic")
     regularizers_from_step: int = _f(0, "two-phase schedule: pce only before this step")
     sec: SECSettings = _group(SECSettings, "SEC's losses, for method='sec' (flags --sec-*)")
+    affinity: AffinitySettings = _group(AffinitySettings, "method='affinity': the affinity net (flags --affinity-*)")
+    contrast: ContrastSettings = _group(ContrastSettings, "regional contrast in classifier training (flags --contrast-*)")
+    rounds: int = _f(1, "method seeds-rloss: self-training rounds (train, re-label the train split, train again)")
+    relabel: RelabelSettings = _group(RelabelSettings, "how --rounds re-labels between rounds (flags --relabel-*)")
     # optimisation
     optimizer: str = _f("sgd", "'sgd' (momentum) or 'adamw'")
     lr: float = _f(0.01, "peak learning rate (after warm-up)")
@@ -185,6 +193,13 @@ class TrainConfig:
             raise ValueError(f"hflip must be a probability in [0, 1], got {self.hflip!r}")
 
     def _check_method(self) -> None:
+        self.contrast.check()
+        self.relabel.check()
+        if self.rounds < 1 or (self.rounds > 1 and (self.supervision != "tags" or self.method != "seeds-rloss")):
+            raise ValueError(f"rounds must be >= 1, and > 1 only with supervision='tags', method='seeds-rloss'; "
+                             f"got rounds={self.rounds!r}")
+        if self.contrast.weight > 0 and not (self.supervision == "tags" and self.model.startswith("classifier_")):
+            raise ValueError("contrast_weight > 0 is an option of classifier training (supervision='tags', a classifier_* model)")
         if self.supervision != "tags":
             if self.method != "auto" or self.seeds is not None:
                 raise ValueError(
@@ -193,6 +208,12 @@ class TrainConfig:
                 )
             return
         method = self.resolved_method
+        if method == "affinity":
+            self.affinity.check()
+            if not self.seeds or self.loss_names != ["pce"]:
+                raise ValueError("method 'affinity' learns from seeds=DIR (pairs of confident seeds) with its own loss; "
+                                 f"pass seeds and leave losses='pce' (got {self.seeds!r}, {self.losses!r})")
+            return
         if method == "classifier":
             if not self.model.startswith("classifier_"):
                 raise ValueError(
@@ -254,7 +275,9 @@ class TrainConfig:
         classifier's soft-margin loss, or SEC's three terms."""
         method = self.resolved_method
         if method == "classifier":
-            return {"multilabel_soft_margin": 1.0}
+            return {"multilabel_soft_margin": 1.0, **({"region_contrast": self.contrast.weight} if self.contrast.weight else {})}
+        if method == "affinity":
+            return {"affinity": 1.0}
         if method == "sec":
             return {n: float(getattr(self.sec, f"{n}_weight")) for n in ("seed", "expand", "constrain")}
         return {n: 1.0 if n == "pce" else float(getattr(self, n).weight) for n in self.loss_names}

@@ -9,10 +9,12 @@ is a small task object picked from the config by `make_task`:
 | `SegmentTask`       | tags, method seeds-rloss                | CAM seeds         | pCE + regularizers            | val mIoU       |
 | `SECTask`           | tags, method sec                        | CAM seeds + tags  | SEC seed / expand / constrain | val mIoU       |
 | `ClassifierTask`    | tags, method classifier                 | tags              | multi-label soft margin       | val tag mAP    |
+| `ContrastClassifierTask` (tags/tasks.py) | classifier, contrast_weight > 0 | tags | + regional contrast    | val tag mAP    |
+| `AffinityTask` (tags/tasks.py) | tags, method affinity        | CAM seeds         | balanced pair affinity        | val pair accuracy |
 
-A task knows the model's classes, checks the model and the data, computes the loss of a batch
-and evaluates; the loop does everything else (data order, optimisation, AMP, DDP, logs,
-checkpoints). Batches reach `loss` on the device, the image once, as uint8:
+A task knows the model's classes, builds and checks the model, checks the data, computes the
+loss of a batch, evaluates and says what model.pt holds; the loop does everything else (data
+order, optimisation, AMP, DDP, logs, checkpoints). Batches reach `loss` on the device, the image once, as uint8:
 
     batch = {"image": (B, 3, H, W) uint8 RGB, "label": (B, H, W) int64 (255 unlabelled,
              254 padding) or None, "tags": list of B lists of class indices or None, ...}
@@ -29,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsdeploy.checkpoint import ModelCard
 from wsdeploy.data.index import format_ids
 from wsdeploy.data.labels import IGNORE_LABEL, PAD_LABEL
-from wsdeploy.models import CAMClassifier, SegmentationModel, list_models
+from wsdeploy.models import CAMClassifier, SegmentationModel, build_model, list_models
 from wsdeploy.training.collate import tags_to_multihot
 from wsdeploy.training.config import TrainConfig
 from wsdeploy.training.distributed import DistContext
@@ -74,6 +77,18 @@ class Task:
     def classes(self) -> list[str]:
         """The model's output classes (a segmenter predicts every dataset class)."""
         return self.dataset_classes
+
+    def build_model(self, model_kwargs: dict[str, Any]) -> nn.Module:
+        """The model to train: `config.model` with one output per class of `classes`."""
+        return build_model(self.config.model, len(self.classes), **model_kwargs)
+
+    def card(self, card: ModelCard) -> ModelCard:
+        """The model card written to model.pt (the trainer's, unchanged unless a task says)."""
+        return card
+
+    def deployable(self, model: nn.Module) -> nn.Module:
+        """The module whose weights model.pt holds (the trained model unless a task says)."""
+        return model
 
     def check_model(self, model: nn.Module) -> None:
         if not isinstance(model, SegmentationModel):
@@ -228,6 +243,14 @@ class ClassifierTask(Task):
 def make_task(config: TrainConfig) -> Task:
     """The task `config` asks for (`config.resolved_method`); `bind` it to the training split."""
     method = config.resolved_method
+    if method == "affinity":
+        from wsdeploy.training.tags.tasks import AffinityTask  # here: tags.tasks builds on this module
+
+        return AffinityTask(config)
+    if method == "classifier" and config.contrast.weight > 0:
+        from wsdeploy.training.tags.tasks import ContrastClassifierTask
+
+        return ContrastClassifierTask(config)
     if method == "classifier":
         return ClassifierTask(config)
     if method == "sec":

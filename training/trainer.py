@@ -40,7 +40,6 @@ from wsdeploy.atomic import atomic_write_text
 from wsdeploy.checkpoint import ModelCard, save_checkpoint
 from wsdeploy.data.datasets import SegmentationDataset
 from wsdeploy.data.image_io import IMAGENET_MEAN, IMAGENET_STD
-from wsdeploy.models import build_model
 from wsdeploy.training.collate import collate_segmentation, network_input
 from wsdeploy.training.config import RESUMABLE_CHANGES, TrainConfig, config_from_dict, config_to_dict
 from wsdeploy.training.data import ResumableSampler, SeededAugmentation, ShardSampler
@@ -108,7 +107,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
     model_kwargs: dict[str, Any] = {"output_stride": config.output_stride, "width": config.width}
     if config.backbone_weights is not None:
         model_kwargs["backbone_weights"] = config.backbone_weights
-    model = build_model(config.model, len(classes), **model_kwargs)
+    model = task.build_model(model_kwargs)  # config.model; method affinity: the net on its classifier
     task.check_model(model)
     _check_crop_size(config, model.input_multiple)
     model.to(ctx.device)
@@ -209,8 +208,8 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
         if ctx.is_main:
             if summary:
                 log.write({"step": step, "split": config.val_split, **summary})
-            card = _model_card(config, task, summary, ctx, step=step, command=command, resume=resume)
-            save_checkpoint(model_path, raw_model, card)
+            card = task.card(_model_card(config, task, summary, ctx, step=step, command=command, resume=resume))
+            save_checkpoint(model_path, task.deployable(raw_model), card)
             logger.info("wrote %s (val %s %s)", model_path, task.metric, summary.get(task.metric))
     ctx.barrier()  # every rank returns once model.pt exists
     return model_path

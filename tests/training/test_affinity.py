@@ -48,21 +48,23 @@ def test_pair_labels_of_a_hand_made_seed_map():
     assert not plain.background.any()
 
 
-def test_grid_keeps_only_pure_cells_and_pads_with_no_seed():
+def test_grid_keeps_cells_whose_seeds_agree_and_pads_with_no_seed():
     seeds = torch.tensor([[[1, 1, 2, 2, 3],
                            [1, 1, 2, 9, 3],
                            [4, 4, N, 7, 3],
                            [4, 4, 7, 7, 254]]], dtype=torch.uint8)
     grid = seeds_to_grid(seeds, 2)
-    # cell (0,2) holds 3, 3 and padding; (1,1) touches the ignore band; (1,2) holds 254 padding
-    assert grid.tolist() == [[[1, N, N], [4, N, N]]]
+    # (0,1) mixes 2 and 9; (0,2) is two 3s and two padding pixels (half seeded: kept); (1,1) is
+    # three 7s and the ignore band; (1,2) has a single seeded pixel (the 3)
+    assert grid.tolist() == [[[1, N, 3], [4, 7, N]]]
+    assert seeds_to_grid(seeds, 2, min_fraction=1.0).tolist() == [[[1, N, N], [4, N, N]]]
     assert seeds_to_grid(seeds, 1)[0, 2, 2] == N and seeds_to_grid(seeds, 1)[0, 3, 4] == N
 
 
 def test_pairs_at_stride_and_radius_skip_impure_cells():
     seeds = torch.full((1, 8, 8), 3, dtype=torch.uint8)
     seeds[0, :, 4:] = 6
-    seeds[0, 0, 0] = N  # makes cell (0, 0) impure at stride 2
+    seeds[0, 0, 0] = 6  # cell (0, 0) mixes 3 and 6 at stride 2: no label
     labels = affinity_labels(seeds, stride=2, radius=3, background_classes=[3])
     assert labels.foreground.shape == (1, 12, 4, 4)
     assert not (labels.foreground | labels.background | labels.negative)[0, :, 0, 0].any()

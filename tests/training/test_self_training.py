@@ -13,6 +13,7 @@ from wsdeploy.data.image_io import read_label_png, write_image, write_label_png
 from wsdeploy.models import build_model
 from wsdeploy.training.tags.relabel import load_segmenter, relabel_images
 from wsdeploy.training.tags.self_training import round_paths, self_train
+from wsdeploy.training.tags.settings import RelabelSettings
 
 from tests.training.test_trainer import CLASSES, _scene, one_thread, tiny  # noqa: F401 (fixture)
 
@@ -40,9 +41,9 @@ def tagged(tmp_path_factory) -> Path:
     return root
 
 
-def _base(data: Path):
-    return tiny(data, data / "unused", supervision="tags", method="seeds-rloss", seeds="pseudo", losses="pce", steps=3,
-                checkpoint_every=2)
+def _base(data: Path, out: Path, rounds: int = 2, **changes):
+    return tiny(data, out, supervision="tags", method="seeds-rloss", seeds=str(data / "pseudo"), losses="pce",
+                steps=3, checkpoint_every=2, rounds=rounds, **changes)
 
 
 class _Interrupt(Exception):
@@ -68,8 +69,7 @@ def _interrupt_after_checkpoint(monkeypatch, at_step: int) -> None:
 
 @pytest.mark.slow
 def test_interrupted_rounds_resume_to_the_uninterrupted_result(tagged, tmp_path, monkeypatch):
-    base = _base(tagged)
-    full = self_train(base, labels=tagged / "pseudo", rounds=2, out_dir=tmp_path / "a", device="cpu")
+    full = self_train(_base(tagged, tmp_path / "a"))
     assert [p.parent.parent.name for p in full] == ["round1", "round2"]
     for r in (1, 2):
         train_dir, label_dir = round_paths(tmp_path / "a", r)
@@ -78,14 +78,14 @@ def test_interrupted_rounds_resume_to_the_uninterrupted_result(tagged, tmp_path,
     card, _ = read_checkpoint(full[1])
     assert card.training["seeds"] == str(round_paths(tmp_path / "a", 1)[1].resolve())  # round 2 reads round 1's
 
+    self_train(_base(tagged, tmp_path / "b", rounds=1))
     with monkeypatch.context() as m:  # round 2 killed after its step-2 checkpoint
         _interrupt_after_checkpoint(m, at_step=2)
-        self_train(base, labels=tagged / "pseudo", rounds=1, out_dir=tmp_path / "b", device="cpu")
         with pytest.raises(_Interrupt):
-            self_train(base, labels=tagged / "pseudo", rounds=2, out_dir=tmp_path / "b", device="cpu")
+            self_train(_base(tagged, tmp_path / "b"))
     train_b, labels_b = round_paths(tmp_path / "b", 2)
     assert (train_b / "last.pt").is_file() and not (train_b / "model.pt").exists()
-    resumed = self_train(base, labels=tagged / "pseudo", rounds=2, out_dir=tmp_path / "b", device="cpu")
+    resumed = self_train(_base(tagged, tmp_path / "b"))
     assert read_checkpoint(resumed[1])[0].training["resumed_from"] == str(train_b / "last.pt")
     for a, b in zip(full, resumed):
         state_a, state_b = read_checkpoint(a)[1], read_checkpoint(b)[1]
@@ -95,7 +95,7 @@ def test_interrupted_rounds_resume_to_the_uninterrupted_result(tagged, tmp_path,
         assert np.array_equal(a, read_label_png(labels_b / f"{name}.png"))
     # a finished driver called again with other settings refuses instead of mixing rounds
     with pytest.raises(ValueError, match="other settings"):
-        self_train(base, labels=tagged / "pseudo", rounds=2, out_dir=tmp_path / "b", confidence=0.9, device="cpu")
+        self_train(_base(tagged, tmp_path / "b", relabel=RelabelSettings(confidence=0.9)))
 
 
 def test_relabel_keeps_to_the_tags_and_leaves_unsure_pixels_out():

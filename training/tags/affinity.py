@@ -13,9 +13,10 @@ between positive foreground, positive background and negative pairs (1/4, 1/4, 1
 features is trained.
 
 Seeds to grid. Seeds are (B, H, W) dataset class indices, >= 254 = no seed (255 unlabelled /
-ignore band, 254 padding). A grid cell of stride s (its s x s pixels, the image zero-padded to
-a multiple of s with "no seed") gets a label only when every one of its pixels has the same
-seed, so a cell across a seed boundary or touching the ignore band gives no pair at all.
+ignore band, 254 padding). A grid cell of stride s (its s x s pixels, the image padded to a
+multiple of s with "no seed") gets a label only when all its seeded pixels agree and they are
+at least `min_fraction` (default half) of the cell, so a cell across a seed boundary gives no
+pair at all, and one mostly in the ignore band neither.
 "Background" pairs are those of `background_classes`: the dataset's background class, and
 stuff classes where a dataset has no background (the synthetic benchmark's sky, grass, sand,
 water), whose regions are large and would otherwise outnumber the objects' pairs.
@@ -51,12 +52,14 @@ _NO_SEED = 255
 _LEVELS = ("layer1", "layer2", "layer3", "layer4")
 
 
-def seeds_to_grid(seeds: Tensor, stride: int) -> Tensor:
-    """Grid labels: a cell's seed where all its s x s pixels share it, else 255.
+def seeds_to_grid(seeds: Tensor, stride: int, *, min_fraction: float = 0.5) -> Tensor:
+    """Grid labels: a cell's seed where its seeded pixels all share it and make up at least
+    `min_fraction` of its s x s pixels, else 255.
 
     Args:
         seeds: (B, H, W) integer class indices, values >= 254 = no seed.
         stride: s >= 1.
+        min_fraction: in (0, 1]; 1 = every pixel of the cell seeded with one class.
 
     Returns:
         (B, ceil(H/s), ceil(W/s)) int64, 255 = no label; same device.
@@ -65,15 +68,19 @@ def seeds_to_grid(seeds: Tensor, stride: int) -> Tensor:
         raise ValueError(f"expected seeds of shape (B, H, W) integer, got {tuple(seeds.shape)} {seeds.dtype}")
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+    if not 0 < min_fraction <= 1:
+        raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction!r}")
     b, h, w = seeds.shape
     gh, gw = -(-h // stride), -(-w // stride)
     x = seeds.long()
     x = torch.where(x >= _NO_SEED - 1, torch.full_like(x, _NO_SEED), x)  # 254 padding -> 255
     x = F.pad(x, (0, gw * stride - w, 0, gh * stride - h), value=_NO_SEED)
     blocks = x.view(b, gh, stride, gw, stride)
-    lo = blocks.amin(dim=(2, 4))
-    hi = blocks.amax(dim=(2, 4))
-    return torch.where(lo == hi, lo, torch.full_like(lo, _NO_SEED))
+    seeded = blocks != _NO_SEED
+    lo = torch.where(seeded, blocks, torch.full_like(blocks, _NO_SEED)).amin(dim=(2, 4))  # (B, gh, gw)
+    hi = torch.where(seeded, blocks, torch.full_like(blocks, -1)).amax(dim=(2, 4))
+    enough = seeded.float().mean(dim=(2, 4)) >= min_fraction - 1e-9
+    return torch.where((lo == hi) & enough, lo, torch.full_like(lo, _NO_SEED))
 
 
 @dataclasses.dataclass
@@ -90,7 +97,7 @@ class AffinityLabels:
 
 
 def affinity_labels(
-    seeds: Tensor, *, stride: int, radius: int, background_classes: Sequence[int] = ()
+    seeds: Tensor, *, stride: int, radius: int, background_classes: Sequence[int] = (), min_fraction: float = 0.5
 ) -> AffinityLabels:
     """Label the grid's pairs within `radius` from seeds (module docstring).
 
@@ -99,12 +106,13 @@ def affinity_labels(
         stride: the affinity grid's stride s.
         radius: pairs with 0 < dy^2 + dx^2 < radius^2 (see `neighbour_offsets`).
         background_classes: class indices whose positive pairs count as background.
+        min_fraction: see `seeds_to_grid`.
 
     Returns:
         `AffinityLabels` of (B, D, ceil(H/s), ceil(W/s)) bool masks, on the seeds' device.
     """
     offsets = neighbour_offsets(radius)
-    grid = seeds_to_grid(seeds, stride)  # (B, h, w)
+    grid = seeds_to_grid(seeds, stride, min_fraction=min_fraction)  # (B, h, w)
     b, h, w = grid.shape
     r = radius - 1
     padded = F.pad(grid, (r, r, 0, r), value=_NO_SEED)  # partners below, left and right

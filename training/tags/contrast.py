@@ -138,7 +138,8 @@ class RegionContrast(nn.Module):
     def forward(self, features: Tensor, cams: Tensor, tags: Tensor) -> Tensor:
         regions, classes = region_embeddings(features, cams, tags)
         z = F.normalize(self.project(regions.float()), dim=1)  # (R, E)
-        loss = region_contrast_loss(z, classes, self.bank, self.filled, temperature=self.temperature)
+        # a copy: the loss keeps the bank for its backward, and push() writes the bank in place
+        loss = region_contrast_loss(z, classes, self.bank.clone(), self.filled.clone(), temperature=self.temperature)
         if self.training:
             self.push(z.detach(), classes)
         return loss

@@ -1,16 +1,15 @@
 """Self-training rounds: train a segmenter on pseudo-masks, re-label the split with it, repeat.
 
-    from wsdeploy.training.tags.self_training import self_train
+    wsdeploy train --supervision tags --method seeds-rloss --seeds runs/pseudo --rounds 2 \
+        --relabel-crf --relabel-confidence 0.5 --out-dir runs/self ...
 
-    base = TrainConfig(data="data/shapes", supervision="tags", method="seeds-rloss",
-                       losses="pce,crf", model="deeplabv3plus_resnet18", steps=3000)
-    models = self_train(base, labels="runs/rw_labels", rounds=2, out_dir="runs/self",
-                        crf=CRFParams(), confidence=0.5)
+    from wsdeploy.training.tags.self_training import self_train
+    models = self_train(config)          # config.rounds, config.seeds, config.out_dir, config.relabel
 
 Round r (1-based) lives in `<out_dir>/round<r>/`:
 
     train/       the trainer's folder (config.yaml, last.pt, train_log.jsonl, model.pt);
-                 round 1 trains on `labels`, round r > 1 on round r-1's labels/
+                 round 1 trains on `config.seeds`, round r > 1 on round r-1's labels/
     labels/      `<id>.png` for every image of the train split (dataset class indices, 255 =
                  unsure; `relabel_dataset`), and `labels.json`, written last
 
@@ -26,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -40,34 +38,22 @@ logger = logging.getLogger(__name__)
 LABELS_MANIFEST = "labels.json"
 
 
-def round_paths(out_dir: str | os.PathLike, r: int) -> tuple[Path, Path]:
+def round_paths(out_dir: str | Path, r: int) -> tuple[Path, Path]:
     """(train folder, labels folder) of round r."""
     root = Path(out_dir) / f"round{r}"
     return root / "train", root / "labels"
 
 
-def self_train(
-    base: Any,
-    *,
-    labels: str | os.PathLike,
-    rounds: int,
-    out_dir: str | os.PathLike,
-    crf: CRFParams | None = None,
-    confidence: float | None = None,
-    device: str = "auto",
-    command: str | None = None,
-) -> list[Path]:
-    """Run (or continue) `rounds` self-training rounds; return each round's model.pt.
+def self_train(base: Any, *, command: str | None = None) -> list[Path]:
+    """Run (or continue) `base.rounds` self-training rounds; return each round's model.pt.
 
     Args:
-        base: the segmenter's `TrainConfig` (supervision "tags", method "seeds-rloss"); its
-            `seeds` and `out_dir` are replaced per round.
-        labels: round 1's pseudo-masks (a folder of PNGs like `wsdeploy cam --seeds-out`).
-        rounds: N >= 1.
-        out_dir: the rounds' parent folder.
-        crf: dense CRF for re-labelling, or None.
-        confidence: re-labelled pixels below this top probability become 255, or None.
-        device: where re-labelling runs ("auto", "cpu", "cuda[:N]").
+        base: the segmenter's `TrainConfig` (supervision "tags", method "seeds-rloss"):
+            `seeds` = round 1's pseudo-masks (PNGs like `wsdeploy cam --seeds-out`), `out_dir`
+            = the rounds' parent folder, `rounds` = N, `relabel.crf` / `relabel.confidence` =
+            how each round re-labels (dense CRF or not; pixels whose top probability is below
+            the confidence become 255), `device` = where training and re-labelling run. Each
+            round trains `base` with its own `seeds` and `out_dir`.
         command: recorded in every round's model card and labels.json.
 
     Raises:
@@ -80,21 +66,22 @@ def self_train(
     from wsdeploy.training.config import config_to_dict
     from wsdeploy.training.tags.relabel import load_segmenter, relabel_dataset
 
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    rounds, out_dir, device = base.rounds, base.out_dir, base.device
+    crf = CRFParams() if base.relabel.crf else None
+    confidence = base.relabel.confidence or None
     if base.supervision != "tags" or base.method != "seeds-rloss":
         raise ValueError(
             f"self-training trains segmenters on pseudo-masks: supervision 'tags' and method "
             f"'seeds-rloss', got {base.supervision!r} / {base.method!r}"
         )
-    if not Path(labels).is_dir():
-        raise ValueError(f"round 1's labels folder {str(labels)!r} does not exist")
+    labels = _resolve_seeds(base)
     images = SegmentationDataset(base.data, split=base.train_split, labels=None)
-    current = Path(labels).resolve()
+    current = labels
     models = []
     for r in range(1, rounds + 1):
         train_dir, label_dir = round_paths(out_dir, r)
-        config = dataclasses.replace(base, seeds=str(current), out_dir=str(train_dir))
+        # rounds=1: a round is one training run, the same whether the driver runs 2 rounds or 3
+        config = dataclasses.replace(base, seeds=str(current), out_dir=str(train_dir), rounds=1)
         settings = {"round": r, "trained_on": str(current), "config": config_to_dict(config),
                     "crf": None if crf is None else crf.as_dict(), "confidence": confidence}
         manifest = label_dir / LABELS_MANIFEST
@@ -128,3 +115,11 @@ def self_train(
         models.append(model_path)
         current = label_dir.resolve()
     return models
+
+
+def _resolve_seeds(base: Any) -> Path:
+    """Round 1's labels: `base.seeds` from the working directory, else inside the dataset."""
+    for candidate in (Path(base.seeds), Path(base.data) / base.seeds):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise ValueError(f"round 1's labels folder {base.seeds!r} exists neither here nor in {base.data!r}")

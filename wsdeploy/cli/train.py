@@ -25,6 +25,10 @@ examples:
       --output-stride 8 --out-dir runs/cam                      # CAM classifier from tags.txt
   wsdeploy train --data data/shapes --supervision tags --method seeds-rloss \
       --seeds runs/seeds --losses pce,crf --out-dir runs/seeds_crf  # segmenter on CAM seeds
+  wsdeploy train --data data/shapes --supervision tags --method affinity \\
+      --affinity-classifier runs/cam/model.pt --seeds runs/seeds --out-dir runs/affinity
+  wsdeploy train --data data/shapes --supervision tags --method seeds-rloss --seeds runs/pseudo \\
+      --rounds 2 --relabel-crf --out-dir runs/self      # self-training: round1/, round2/
   wsdeploy train --config run.yaml --lr 0.005
   wsdeploy train --resume runs/crf/last.pt
   torchrun --nproc_per_node 4 -m wsdeploy train --config run.yaml
@@ -91,6 +95,16 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_dict({**base, **overrides})
     else:
         config = load_config(args.config, overrides=overrides)
+    if config.rounds > 1:  # self-training: each round trains, then re-labels the train split
+        from wsdeploy.training.tags.self_training import self_train
+
+        if args.resume is not None:
+            raise ValueError("--rounds continues an interrupted driver by itself: run the same command "
+                             "again (without --resume)")
+        paths = self_train(config, command=command_line(args))
+        if os.environ.get("RANK", "0") == "0":
+            print("wrote " + ", ".join(str(p) for p in paths))
+        return 0
     path = train(config, resume=args.resume, command=command_line(args))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
         print(f"wrote {path}")
