@@ -4,8 +4,9 @@ after its classifier, CAM and seed stages; every step is a `wsdeploy` command re
 
 Per training seed s (`--train-seeds`, default 0,1; each row keeps both values and their mean):
 
-1. affinity: `wsdeploy train --method affinity --classifier CLF --seeds SEEDS` on the seed set
-   with the highest precision on train (the CRF-checked seeds in the first table);
+1. affinity: `wsdeploy train --method affinity --affinity-classifier CLF --seeds SEEDS` on the
+   seed set with the highest precision on train (the CRF-checked seeds in the first table); the
+   synthetic benchmark's stuff classes give the background pairs (`--affinity-background`);
 2. random walk (`wsdeploy cam --propagate`) of the train CAMs for every (beta, steps) of the
    grid, each with the threshold sweep on train; (beta, steps, threshold) are picked by the
    pseudo-masks' train mIoU with seed 0's affinity net and used for every seed; val is read
@@ -91,40 +92,47 @@ def chain(
     for s in seeds:
         run_dir = out / f"affinity_seed{s}"
         commands[s] = wsdeploy(["train", "--data", data, "--supervision", "tags", "--method", "affinity",
-                                "--classifier", str(classifier), "--seeds", str(seed_dirs[aff_seeds].resolve()),
+                                "--affinity-classifier", str(classifier), *_affinity_background(data),
+                                "--seeds", str(seed_dirs[aff_seeds].resolve()),
                                 "--out-dir", str(run_dir), "--no-progress", "--seed", str(s),
                                 *shlex.split(args.affinity_args)], run_dir / "model.pt")
         affinity[s] = run_dir / "model.pt"
 
-    def walk(s: int, cams: Path, split: str, beta: float, steps: int, thresholds: str) -> tuple[Path, dict[str, Any], str]:
+    def walk(s: int, cams: Path, split: str, beta: float, steps: int, thresholds: str) -> tuple[Path, list[dict[str, Any]], str]:
+        """Propagated CAMs of one split (and their sweep, unless train masks are off limits)."""
         folder = out / f"rw_{split}_seed{s}_b{beta:g}_t{steps}"
         sweep_json = folder.parent / (folder.name + "_sweep.json")
+        sweep = split == "val" or train_masks
         cmd = wsdeploy(["cam", "--cams", str(cams), "--data", data, "--split", split, "--propagate", str(affinity[s]),
                         "--propagate-out", str(folder), "--beta", f"{beta:g}", "--steps", str(steps),
-                        *(["--sweep", "--sweep-json", str(sweep_json), "--fg-thresholds", thresholds]
-                          if split == "val" or train_masks else [])], folder / "cams.json")
-        best = json.loads(sweep_json.read_text())["best"] if sweep_json.is_file() else {}
-        return folder, best, cmd
+                        *(["--sweep", "--sweep-json", str(sweep_json), "--fg-thresholds", thresholds] if sweep else [])],
+                       sweep_json if sweep else folder / "cams.json")
+        return folder, json.loads(sweep_json.read_text())["rows"] if sweep else [], cmd
+
+    def at(rows: list[dict[str, Any]], fg: float) -> dict[str, Any]:
+        return next(r for r in rows if abs(r["fg_threshold"] - fg) < 1e-9)
 
     if picked is None:
         grid = []
         for beta in _floats(args.betas):
             for steps in [int(v) for v in args.walk_steps.split(",") if v]:
-                _, best, cmd = walk(seeds[0], cams_train, "train", beta, steps, args.fg_thresholds)
+                _, sweep_rows, cmd = walk(seeds[0], cams_train, "train", beta, steps, args.fg_thresholds)
+                best = max(sweep_rows, key=lambda r: r["miou_as_background"] or 0.0)  # the sweep's own pick
                 grid.append({"beta": beta, "steps": steps, **best, "command": cmd})
-        top = max(grid, key=lambda g: g["cam_miou"])
+        top = max(grid, key=lambda g: g["miou_as_background"] or 0.0)
         picked = {"beta": top["beta"], "steps": top["steps"], "fg_threshold": top["fg_threshold"],
-                  "picked_by": "pseudo-mask (dense walk argmax) mIoU on train, seed 0's affinity net", "grid": grid}
+                  "picked_by": "pseudo-mask mIoU (unseeded = background / wrong) on train, seed 0's affinity net",
+                  "grid": grid}
     beta, steps, fg = picked["beta"], picked["steps"], picked["fg_threshold"]
     per_seed_train: dict[int, dict[str, Any]] = {}
     per_seed_val: dict[int, dict[str, Any]] = {}
     pseudo_sets: dict[str, dict[int, dict[str, Any]]] = {"cam+rw": {}, "cam+rw+crf": {}}
     for s in seeds:
-        folder, best, cmd = walk(s, cams_train, "train", beta, steps, str(fg))
+        folder, sweep_rows, cmd = walk(s, cams_train, "train", beta, steps, args.fg_thresholds)  # = the grid's for seed 0
         if train_masks:
-            per_seed_train[s] = {"miou": best["cam_miou"], "command": cmd, "affinity_command": commands[s]}
-        vfolder, vbest, vcmd = walk(s, cams_val, "val", beta, steps, str(fg))
-        per_seed_val[s] = {"miou": vbest["cam_miou"], "command": vcmd}
+            per_seed_train[s] = {"miou": at(sweep_rows, fg)["cam_miou"], "command": cmd, "affinity_command": commands[s]}
+        _, val_rows, vcmd = walk(s, cams_val, "val", beta, steps, str(fg))  # val: once, at the picked setting
+        per_seed_val[s] = {"miou": at(val_rows, fg)["cam_miou"], "command": vcmd}
         for name, extra in (("cam+rw", []), ("cam+rw+crf", ["--crf"])):
             pseudo = out / f"pseudo_{'crf_' if extra else ''}seed{s}"
             pcmd = wsdeploy(["cam", "--cams", str(folder), "--data", data, "--split", "train", "--seeds-out", str(pseudo),
@@ -217,6 +225,16 @@ def run_stages(
                         passthrough=passthrough, picked=picked, train_masks=False)
         results["runs"].extend(rows)
         save()
+
+
+def _affinity_background(data: str) -> list[str]:
+    """The synthetic benchmark has no background class: its stuff classes give the background pairs."""
+    manifest = Path(data) / "dataset.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("generator") == "wsdeploy.data.synthetic":
+        from wsdeploy.data.synthetic import CLASSES, STUFF_CLASSES
+
+        return ["--affinity-background", ",".join(CLASSES[c] for c in STUFF_CLASSES)]
+    return []  # the dataset's background class, if any
 
 
 def _tags4x_dataset(wsdeploy: Wsdeploy, data: str, out: Path) -> str:

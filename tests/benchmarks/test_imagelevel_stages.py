@@ -1,0 +1,71 @@
+"""The image-level table's propagation stages end to end at tiny size, every `wsdeploy` command
+run in-process: classifier -> CAMs -> seeds -> affinity -> walk grid -> pseudo-masks -> rounds."""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+from wsdeploy.cli.main import main
+from wsdeploy.data.synthetic import generate_dataset
+
+from tests.benchmarks.test_records import ROOT, _load
+
+pytest.importorskip("albumentations")
+
+_TINY = "--crop-size 48 --scale-min 1 --scale-max 1 --batch-size 2 --workers 0 --device cpu --log-every 1 " \
+        "--no-tensorboard --lr 0.01 --warmup-steps 0"
+
+
+@pytest.mark.slow
+def test_propagation_chain_runs_every_stage_and_reuses_finished_ones(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    stages = _load("imagelevel_stages")
+    data = str(generate_dataset(tmp_path / "ds", num_images=6, size=48, seed=3, val_fraction=0.34, workers=0))
+    ran: list[str] = []
+
+    def wsdeploy(cmd: list[str], done: Path) -> str:
+        text = shlex.join(["wsdeploy", *cmd])
+        if not done.exists():
+            ran.append(text)
+            assert main(cmd) == 0, text
+        return text
+
+    out = tmp_path / "runs"
+    clf = out / "classifier"
+    wsdeploy(["train", "--data", data, "--supervision", "tags", "--model", "classifier_resnet18", "--width", "8",
+              "--output-stride", "8", "--steps", "2", "--out-dir", str(clf), *shlex.split(_TINY)], clf / "model.pt")
+    cams = {}
+    for split in ("train", "val"):
+        cams[split] = out / f"cams_{split}"
+        wsdeploy(["cam", "--model", str(clf / "model.pt"), "--data", data, "--split", split, "--out", str(cams[split]),
+                  "--scales", "1", "--device", "cpu"], cams[split] / "cams.json")
+    seeds = {"cam seeds": out / "seeds", "cam+crf seeds": out / "seeds_crf"}
+    for name, folder in seeds.items():
+        wsdeploy(["cam", "--cams", str(cams["train"]), "--data", data, "--seeds-out", str(folder), "--fg-threshold",
+                  "0.2", *(["--crf"] if "crf" in name else [])], folder / "seeds.json")
+    args = argparse.Namespace(
+        train_seeds="0", affinity_args=f"--steps 2 --affinity-radius 3 --affinity-dim 4 {_TINY}", betas="4",
+        walk_steps="8", rounds=2, round_losses="pce", round_args=f"--relabel-crf --model lraspp_resnet18 --width 8 "
+        f"--steps 2 {_TINY}", fg_thresholds="0.1,0.5",
+    )
+    kwargs = dict(tag="", data=data, out=out / "propagation", classifier=clf / "model.pt", cams_train=cams["train"],
+                  cams_val=cams["val"], seed_dirs=seeds, args=args, passthrough=[], picked=None)
+    rows, picked = stages.chain(wsdeploy, **kwargs)
+    assert [(r["name"], r["stage"], r["split"]) for r in rows] == [
+        ("cam+rw", "pseudo", "train"), ("cam+rw", "pseudo", "val"), ("cam+rw+crf", "pseudo", "train"),
+        ("round 1", "final", "val"), ("round 2", "final", "val")]
+    assert all(0 <= r["miou"] <= 1 for r in rows)
+    assert (picked["beta"], picked["steps"]) == (4.0, 8) and picked["fg_threshold"] in (0.1, 0.5)
+    assert picked["pseudo_used"] in ("cam+rw", "cam+rw+crf")
+    affinity_cmd = next(c for c in ran if "--method affinity" in c)
+    assert "--affinity-background sky,grass,sand,water" in affinity_cmd  # the synthetic set's stuff
+    walks = [c for c in ran if "--propagate " in c]
+    assert len(walks) == 2  # the grid's train walk is reused at the picked setting; val walked once
+    ran.clear()
+    again, _ = stages.chain(wsdeploy, **kwargs)  # a re-run reuses every finished stage
+    assert ran == [] and [r["miou"] for r in again] == [r["miou"] for r in rows]
