@@ -137,7 +137,7 @@ class Task:
 
 class SegmentTask(Task):
     """pCE on the labelled pixels (masks, scribbles or CAM seeds) plus the regularizers of
-    `config.losses` on the softmax of every pixel, switched on at `regularizers_from_step`.
+    `config.losses` on the softmax of every pixel, switched on at `config.regularizers_start`.
     The logits are upsampled to the crop (as rloss); the dense losses with the same kernel
     settings share one bilateral kernel per batch."""
 
@@ -160,7 +160,7 @@ class SegmentTask(Task):
         label, image = batch["label"], batch["image"]
         logits = F.interpolate(out.float(), size=label.shape[-2:], mode="bilinear", align_corners=False)
         terms = {"pce": partial_cross_entropy(logits, label, ignore_index=IGNORE_LABEL, pad_index=PAD_LABEL)}
-        if step >= self.config.regularizers_from_step and self.regularizers:
+        if step >= self.config.regularizers_start and self.regularizers:
             probs = torch.softmax(logits, dim=1)  # (B, K, H, W)
             valid = label != PAD_LABEL  # (B, H, W) bool
             kernels: dict[tuple[float, float, float], Any] = {}

@@ -45,6 +45,7 @@ from wsdeploy.training.config import RESUMABLE_CHANGES, TrainConfig, config_from
 from wsdeploy.training.data import ResumableSampler, SeededAugmentation, ShardSampler
 from wsdeploy.training.distributed import DistContext, all_gather_objects, all_reduce_sum
 from wsdeploy.training.optim import build_optimizer, lr_at, set_lr
+from wsdeploy.training.report import crop_warning, image_sizes, run_header, schedule_warning, summary_line
 from wsdeploy.training.run_log import RunLog
 from wsdeploy.training.state import capture_rng, load_train_state, restore_rng, save_train_state
 from wsdeploy.training.tasks import Task, make_task
@@ -137,6 +138,14 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
     per_update = config.batch_size * config.grad_accum  # samples per rank per update
     loader = _train_loader(config, train_set, ctx, start=step * per_update)
     val_loader = _val_loader(config, task, raw_model.input_multiple, ctx) if config.val_split else None
+    if ctx.is_main:  # what is about to happen, before the first (possibly long) step
+        logger.info(run_header(config, images=len(train_set), device=str(ctx.device), world_size=ctx.world_size,
+                               losses=config.loss_weights))
+        warnings = [crop_warning(config.crop_size, config.scale_max, image_sizes([s.image for s in train_set.index.samples])),
+                    schedule_warning(config) if task.term_names != ["pce"] else None]
+        for warning in filter(None, warnings):
+            logger.warning(warning)
+    started, first_step = time.perf_counter(), step
 
     # ---- rank 0 writes; everyone restores its random state and trains ------------------------
     with ExitStack() as stack:
@@ -201,6 +210,8 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
                         scaler=scaler, rng=rng,
                     )
         del batches  # stop DataLoader workers before evaluation starts its own
+        pbar.close()  # so the lines below start on a line of their own
+        seconds = time.perf_counter() - started
 
         # ---- final evaluation and the deployable checkpoint ---------------------------------
         summary = task.evaluate(raw_model, val_loader, ctx, autocast) if val_loader is not None else {}
@@ -210,7 +221,8 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
                 log.write({"step": step, "split": config.val_split, **summary})
             card = task.card(_model_card(config, task, summary, ctx, step=step, command=command, resume=resume))
             save_checkpoint(model_path, task.deployable(raw_model), card)
-            logger.info("wrote %s (val %s %s)", model_path, task.metric, summary.get(task.metric))
+            logger.info(summary_line(steps=step - first_step, seconds=seconds, metric=task.metric, summary=summary,
+                                     split=config.val_split, val_images=len(val_loader.dataset) if val_loader else None))
     ctx.barrier()  # every rank returns once model.pt exists
     return model_path
 

@@ -286,7 +286,7 @@ def test_final_checkpoint_loads_and_segments(dataset, tmp_path):
     assert load_config(tmp_path / "config.yaml") == config  # the run's config.yaml round-trips
     card, _ = read_checkpoint(path)
     assert card.classes == CLASSES and card.supervision == "scribbles"
-    assert card.losses == {"pce": 1.0, "crf": 0.25}
+    assert card.losses == {"pce": 1.0, "crf": 1.0}  # the default weight (scribble_sweep.json)
     assert card.arch_kwargs == {"output_stride": 16, "width": 8} and card.input_size == [32, 32]
     assert card.evaluation["split"] == "val" and 0 <= card.evaluation["miou"] <= 1
     assert card.training["steps"] == 2 and card.training["global_batch"] == 2

@@ -19,11 +19,12 @@ __all__ = ["add_arguments", "command_line", "overrides_from_args", "run"]
 
 _EPILOG = """\
 examples:
-  wsdeploy train --data data/shapes --supervision scribbles --losses pce,crf \\
-      --model lraspp_resnet18 --width 16 --crop-size 256 --steps 2000 --out-dir runs/crf
-  wsdeploy train --data data/shapes --supervision tags --model classifier_resnet18 \
+  wsdeploy train --data data/synthetic --supervision scribbles --preset cpu-small --out-dir runs/small
+  wsdeploy train --data data/synthetic --supervision scribbles --losses pce,crf \\
+      --model lraspp_resnet18 --width 16 --crop-size 128 --steps 2000 --out-dir runs/crf
+  wsdeploy train --data data/synthetic --supervision tags --model classifier_resnet18 \\
       --output-stride 8 --out-dir runs/cam                      # CAM classifier from tags.txt
-  wsdeploy train --data data/shapes --supervision tags --method seeds-rloss \
+  wsdeploy train --data data/synthetic --supervision tags --method seeds-rloss \\
       --seeds runs/seeds --losses pce,crf --out-dir runs/seeds_crf  # segmenter on CAM seeds
   wsdeploy train --data data/shapes --supervision tags --method affinity \\
       --affinity-classifier runs/cam/model.pt --seeds runs/seeds --out-dir runs/affinity
@@ -48,6 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", metavar="PATH", default=None,
         help="continue from a training checkpoint (the run's last.pt); its config is the base",
+    )
+    from wsdeploy.training.presets import PRESETS
+
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), default=None,
+        help="start from a named recipe, under --config and flags: 'cpu-small' (the synthetic "
+        "benchmark's measured CPU recipe: DeepLabV3+ R18 width 16, 128-px crops, AdamW, 3000 steps, "
+        "pce+crf) or 'voc-deeplabv3plus-r101' (rloss's published VOC recipe: 512 crops, SGD 0.007 poly, "
+        "batch 12, 30k steps, its CRF weight converted with kernel_mass(); pass --backbone-weights); "
+        "see wsdeploy.training.presets",
     )
     group = parser.add_argument_group("training config (TrainConfig fields; a loss's settings as --<loss>-<setting>)")
     for name, kind, field in flat_fields():
@@ -89,12 +100,16 @@ def run(args: argparse.Namespace) -> int:
     from wsdeploy.training.config import config_from_dict, config_to_dict
     from wsdeploy.training.state import read_train_config
 
+    from wsdeploy.training.presets import preset
+
     overrides = overrides_from_args(args)
+    if args.resume is not None and args.preset is not None:
+        raise ValueError("--preset starts a new run; --resume continues with the checkpoint's own config")
     if args.resume is not None and args.config is None:
         base = config_to_dict(read_train_config(args.resume))  # nested; the flat flags win
         config = config_from_dict({**base, **overrides})
-    else:
-        config = load_config(args.config, overrides=overrides)
+    else:  # defaults < preset < YAML < flags
+        config = load_config(args.config, overrides=overrides, base=preset(args.preset))
     if config.rounds > 1:  # self-training: each round trains, then re-labels the train split
         from wsdeploy.training.tags.self_training import self_train
 
@@ -114,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
 def command_line(args: argparse.Namespace) -> str:
     """The `wsdeploy train ...` command equivalent to `args` (recorded in the model card)."""
     parts = ["wsdeploy", "train"]
-    for name in ("config", "resume"):
-        if getattr(args, name) is not None:
+    for name in ("preset", "config", "resume"):
+        if getattr(args, name, None) is not None:
             parts += [f"--{name}", str(getattr(args, name))]
     for name, value in overrides_from_args(args).items():
         flag = "--" + name.replace("_", "-")
