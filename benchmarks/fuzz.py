@@ -239,8 +239,6 @@ def main() -> None:
         raise SystemExit(f"unknown targets {unknown}; choose from {[*BYTE_TARGETS, *STRUCTURED_TARGETS]}")
     command = " ".join(shlex.quote(a) for a in [sys.executable.rsplit("/", 1)[-1], *sys.argv])
     results = {}
-    if args.merge and Path(args.out).is_file():
-        results = json.loads(Path(args.out).read_text())["targets"]
     for name in names:
         if name in BYTE_TARGETS:
             if engine == "atheris":
@@ -259,6 +257,8 @@ def main() -> None:
               flush=True)
         for f in r["failures"]:
             print(f"    {f['count']:>6d} x {f['signature']}: {f['detail'][:160]}", flush=True)
+    if args.merge and Path(args.out).is_file():  # read at the end: two runs may share the file
+        results = {**json.loads(Path(args.out).read_text())["targets"], **results}
     out = {
         "benchmark": "fuzz",
         "command": command,
@@ -270,6 +270,7 @@ def main() -> None:
                      "byte_engine": engine},
         "targets": results,
         "open_failures": sum(r["distinct_failures"] for r in results.values()),
+        "cases_total": sum(r["cases"] for r in results.values()),
         "fixed": FIXED,
     }
     from wsdeploy.atomic import atomic_write_text

@@ -50,6 +50,7 @@ def serve(
     workers: int = 1,
     graceful_timeout: float = 30.0,
     log_level: str = "info",
+    api: Any = None,
 ) -> None:
     """Serve until SIGINT / SIGTERM (blocking).
 
@@ -60,6 +61,8 @@ def serve(
         workers: processes, each with its own model copy.
         graceful_timeout: seconds to wait for open requests on shutdown.
         log_level: uvicorn's log level.
+        api: the model steps (a `SegmentationAPI`; default built from `config`), e.g. one that
+            injects faults in a test; single process only.
     """
     uvicorn = _import_uvicorn()
     if not isinstance(workers, int) or workers < 1:
@@ -71,12 +74,14 @@ def serve(
         access_log=False, lifespan="on",
     )
     if workers > 1:
+        if api is not None:
+            raise ValueError("api= needs workers=1 (worker processes build their own from the config)")
         os.environ[CONFIG_ENV] = config.to_json()
         uvicorn.run("wsdeploy.serving.server:app_from_environment", factory=True, workers=workers, **common)
         return
     from wsdeploy.serving.app import create_app
 
-    app = create_app(config)
+    app = create_app(config, api=api)
     server = _draining_server_class(uvicorn)(uvicorn.Config(app, **common))
     server.on_exit = lambda: setattr(app.state.service, "draining", True)
     server.run()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -278,15 +279,15 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
     # which the deploy machine may not have.
     kwargs = {k: v for k, v in card.arch_kwargs.items() if k != "backbone_weights"}
     try:
-        # On the meta device first: the card is untrusted, and {"width": 10**6} or a million
-        # classes must be refused by the shape check, not by allocating the model.
-        with torch.device("meta"):
-            model = build_model(card.arch, card.num_classes, **kwargs)
+        # Shapes from a build on the meta device first: the card is untrusted, and {"width": 10**6}
+        # or a million classes must be refused by the shape check, not by allocating the model.
+        expected = _expected_state(card.arch, card.num_classes, json.dumps(kwargs, sort_keys=True))
     except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
         raise ValueError(f"{path}: the card's architecture cannot be built: {_first_line(exc)}") from None
-    _check_state_matches(model, state, path)
-    expected = model.state_dict()
-    state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    _check_state_matches(expected, state, path)
+    state = {k: v.to(expected[k][1]) for k, v in state.items()}
+    with torch.device("meta"):
+        model = build_model(card.arch, card.num_classes, **kwargs)
     model.load_state_dict(state, strict=True, assign=True)  # the file's tensors become the weights
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a buffer outside the state_dict
         model = build_model(card.arch, card.num_classes, **kwargs)
@@ -294,21 +295,32 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
     return model.eval(), card
 
 
-def _check_state_matches(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str) -> None:
-    expected = model.state_dict()
+@functools.lru_cache(maxsize=32)
+def _expected_state(arch: str, num_classes: int, kwargs_json: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """{name: (shape, dtype)} of the model a card describes, built on the meta device (no memory)."""
+    from wsdeploy.models import build_model
+
+    with torch.device("meta"):
+        model = build_model(arch, num_classes, **json.loads(kwargs_json))
+    return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+
+
+def _check_state_matches(
+    expected: dict[str, tuple[tuple[int, ...], torch.dtype]], state: dict[str, torch.Tensor], path: Path | str
+) -> None:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [
-        f"{k}: card expects {tuple(expected[k].shape)}, file has {tuple(state[k].shape)}"
+        f"{k}: card expects {expected[k][0]}, file has {tuple(state[k].shape)}"
         for k in expected
-        if k in state and expected[k].shape != state[k].shape
+        if k in state and expected[k][0] != tuple(state[k].shape)
     ]
     if missing or unexpected or wrong:
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+            parts.append(f"{len(unexpected)} unexpected (e.g. {_short(unexpected[:3], 300)})")
         if wrong:
-            parts.append(f"{len(wrong)} with wrong shapes (e.g. {wrong[:3]})")
+            parts.append(f"{len(wrong)} with wrong shapes (e.g. {_short(wrong[:3], 300)})")
         raise ValueError(f"{path}: weights do not match the model card: " + "; ".join(parts))
