@@ -40,6 +40,9 @@ examples:
   wsdeploy cam --cams runs/cams --data data/synthetic --sweep      # writes runs/cams/sweep_train.json
   wsdeploy cam --cams runs/cams --data data/synthetic --seeds-out runs/seeds      # at the sweep's pick
   wsdeploy cam --cams runs/cams --data data/synthetic --seeds-out runs/seeds_crf --fg-threshold 0.3 --crf
+  wsdeploy train --data data/synthetic --supervision tags --method affinity --affinity-classifier \\
+      runs/cls/model.pt --seeds runs/seeds_crf --affinity-background sky,grass,sand,water \\
+      --crop-size 128 --out-dir runs/affinity                    # the affinity net for the walk
   wsdeploy cam --cams runs/cams --data data/synthetic --propagate runs/affinity/model.pt \\
       --propagate-out runs/rw --beta 8 --steps 256 --sweep --seeds-out runs/pseudo
 """

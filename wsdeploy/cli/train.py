@@ -26,10 +26,11 @@ examples:
       --output-stride 8 --out-dir runs/cam                      # CAM classifier from tags.txt
   wsdeploy train --data data/synthetic --supervision tags --method seeds-rloss \\
       --seeds runs/seeds --losses pce,crf --out-dir runs/seeds_crf  # segmenter on CAM seeds
-  wsdeploy train --data data/shapes --supervision tags --method affinity \\
-      --affinity-classifier runs/cam/model.pt --seeds runs/seeds --out-dir runs/affinity
-  wsdeploy train --data data/shapes --supervision tags --method seeds-rloss --seeds runs/pseudo \\
-      --rounds 2 --relabel-crf --out-dir runs/self      # self-training: round1/, round2/
+  wsdeploy train --data data/synthetic --supervision tags --method affinity --crop-size 128 \\
+      --affinity-classifier runs/cam/model.pt --seeds runs/seeds --affinity-background \\
+      sky,grass,sand,water --out-dir runs/affinity     # the random walk's affinity net
+  wsdeploy train --data data/synthetic --supervision tags --method seeds-rloss --seeds runs/pseudo \\
+      --crop-size 128 --rounds 2 --relabel-crf --out-dir runs/self   # self-training: round1/, round2/
   wsdeploy train --config run.yaml --lr 0.005
   wsdeploy train --resume runs/crf/last.pt
   torchrun --nproc_per_node 4 -m wsdeploy train --config run.yaml
