@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crf", action="store_true", help="refine with the dense CRF (library defaults)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
     parser.add_argument("--no-overlay", action="store_true", help="write only the mask PNGs")
+    parser.add_argument("--max-pixels", type=int, default=None,
+                        help="refuse images with more pixels, read from the header before decoding "
+                        "(default 8192*8192 = 67108864)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first image that cannot be read (default: skip it, say why, "
+                        "segment the rest and exit with code 1)")
 
 
 def collect_images(inputs: list[str]) -> list[Path]:
@@ -52,12 +59,21 @@ def run(args: argparse.Namespace) -> int:
     from wsdeploy.visualize import overlay
 
     paths = collect_images(args.images)
-    model = wsdeploy.load(args.model or DEFAULT_MODEL_PATH, device=args.device, crf=args.crf)
+    limits = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+    model = wsdeploy.load(args.model or DEFAULT_MODEL_PATH, device=args.device, crf=args.crf, **limits)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = []
+    skipped: dict[str, str] = {}
     for path in tqdm(paths, desc="segment", unit="img", disable=len(paths) < 2):
-        image = read_image(path)
+        try:
+            image = read_image(path, max_pixels=model.max_pixels)
+        except ValueError as exc:  # corrupt, truncated, not an image, too large
+            if args.strict or len(paths) == 1:
+                raise
+            skipped[str(path)] = str(exc)
+            tqdm.write(f"wsdeploy segment: skipped {path}: {exc}", file=sys.stderr)
+            continue
         t0 = time.perf_counter()
         seg = model.segment(image)
         latency = time.perf_counter() - t0
@@ -67,5 +83,9 @@ def run(args: argparse.Namespace) -> int:
         summary.append({"image": str(path), "latency_s": round(latency, 4), "pixels": seg.class_pixel_counts()})
     for row in summary:
         print(json.dumps(row))
-    print(f"wrote {len(paths)} mask(s){'' if args.no_overlay else ' and overlay(s)'} to {out}")
-    return 0
+    written = len(paths) - len(skipped)
+    line = f"wrote {written} mask(s){'' if args.no_overlay else ' and overlay(s)'} to {out}"
+    if skipped:
+        line += f"; skipped {len(skipped)} image(s) that could not be read: {', '.join(map(repr, skipped))}"
+    print(line)
+    return 1 if skipped else 0

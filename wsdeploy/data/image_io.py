@@ -96,7 +96,7 @@ def _check_pixels(height: int, width: int, max_pixels: int) -> None:
     if height * width > max_pixels:
         raise ValueError(
             f"image too large: {width}x{height} = {height * width} pixels, the limit is "
-            f"{max_pixels} (pass max_pixels= to raise it)"
+            f"{max_pixels} (raise it with --max-pixels, or max_pixels= in Python)"
         )
 
 
