@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -28,21 +29,24 @@ from wsdeploy.training.tags.affinity import AffinityNet
 from wsdeploy.training.tags.random_walk import neighbour_offsets, propagate_cams, transition_matrix
 
 
-def _time(fn, repeats: int, device: torch.device) -> float:
-    """Median seconds of fn() over `repeats` runs after one warm-up."""
+def _time(fn, repeats: int, device: torch.device) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds of this process of fn() over `repeats` runs
+    after one warm-up. On a shared, oversubscribed CPU the wall time includes waiting for a core;
+    at 1 thread the CPU time is what the walk costs on a core of its own."""
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
     fn()
     sync()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> int:
@@ -81,20 +85,21 @@ def main() -> int:
             with torch.no_grad():
                 net(x)
 
-        t_walk = _time(walk, args.repeats, device)
-        t_head = _time(head, args.repeats, device)
+        t_walk, c_walk = _time(walk, args.repeats, device)
+        t_head, c_head = _time(head, args.repeats, device)
         row = {"stride": stride, "grid": [grid, grid], "nodes_per_image": grid * grid,
                "walk_ms": 1e3 * t_walk, "head_ms": 1e3 * t_head,
+               "walk_cpu_ms": 1e3 * c_walk, "head_cpu_ms": 1e3 * c_head,
                "walk_ms_per_image": 1e3 * t_walk / args.batch,
                "images_per_s_walk": args.batch / t_walk}
         row["nonzeros_per_image"] = int(transition_matrix(affinity[:1], radius=args.radius, beta=args.beta)._nnz())
         rows.append(row)
-        print(f"stride {stride}: grid {grid}x{grid}, walk {row['walk_ms']:.1f} ms, head {row['head_ms']:.1f} ms "
-              f"(batch {args.batch})", flush=True)
+        print(f"stride {stride}: grid {grid}x{grid}, walk {row['walk_ms']:.1f} ms wall / {row['walk_cpu_ms']:.1f} ms CPU, "
+              f"head {row['head_ms']:.1f} / {row['head_cpu_ms']:.1f} ms (batch {args.batch})", flush=True)
     result = {
         "machine": machine_info(), "versions": library_versions(),
         "command": " ".join([sys.executable, *sys.argv]), "threads": torch.get_num_threads(),
-        "device": str(device),
+        "device": str(device), "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "case": {"size": args.size, "batch": args.batch, "tags": args.tags, "radius": args.radius,
                  "pair_offsets": d, "beta": args.beta, "steps": args.steps, "repeats": args.repeats},
         "target": "random walk for one 128-px image <= 50 ms on the 2-core CPU",
