@@ -1,6 +1,7 @@
 """The image-level table's propagation stages: affinity net, random walk, self-training rounds,
 regional contrast and the 4x-tags row (issue 14). Called by `imagelevel_table.py --propagation`
-after its classifier, CAM and seed stages; every step is a `wsdeploy` command recorded in the JSON.
+after its classifier, CAM and seed stages; every step is a `wsdeploy` command recorded in the
+JSON. The flags are `imagelevel_table.py`'s ("propagation stages").
 
 Per training seed s (`--train-seeds`, default 0,1; each row keeps both values and their mean):
 
@@ -31,22 +32,6 @@ from pathlib import Path
 from typing import Any
 
 Wsdeploy = Callable[[list[str], Path], str]
-
-AFFINITY_FLAGS_HELP = "extra flags of the affinity runs, e.g. '--steps 2000 --affinity-radius 5'"
-
-
-def add_arguments(parser: Any) -> None:
-    group = parser.add_argument_group("propagation stages (issue 14)")
-    group.add_argument("--propagation", action="store_true", help="also run the affinity / random walk / self-training stages")
-    group.add_argument("--train-seeds", default="0,1", help="training seeds of every trained row (default: 0,1)")
-    group.add_argument("--affinity-args", default="", help=AFFINITY_FLAGS_HELP)
-    group.add_argument("--betas", default="4,8,16", help="random-walk beta grid, picked on train")
-    group.add_argument("--walk-steps", default="64,256", help="random-walk steps grid, picked on train")
-    group.add_argument("--rounds", type=int, default=2, help="self-training rounds")
-    group.add_argument("--round-losses", default="pce,crf", help="--losses of the self-training rounds")
-    group.add_argument("--round-args", default="--relabel-crf", help="extra flags of the self-training run")
-    group.add_argument("--contrast-weight", type=float, default=0.1, help="classifier --contrast-weight (0: skip)")
-    group.add_argument("--tags4x", action="store_true", help="also the 4x-tags row (generates its dataset)")
 
 
 def _floats(text: str) -> list[float]:

@@ -66,7 +66,17 @@ def main() -> int:
     parser.add_argument("--until", default="final", choices=["final", "sweep"],
                         help="'sweep': stop after the classifier, the train CAMs and their threshold sweep "
                         "(e.g. to compare classifier budgets: benchmarks/results/imagelevel_classifier6k_sweep.json)")
-    imagelevel_stages.add_arguments(parser)
+    group = parser.add_argument_group("propagation stages (issue 14)")
+    group.add_argument("--propagation", action="store_true", help="also run the affinity / random walk / self-training stages")
+    group.add_argument("--train-seeds", default="0,1", help="training seeds of every trained row (default: 0,1)")
+    group.add_argument("--affinity-args", default="", help="extra flags of the affinity runs, e.g. '--steps 2000 --affinity-radius 5'")
+    group.add_argument("--betas", default="4,8,16", help="random-walk beta grid, picked on train")
+    group.add_argument("--walk-steps", default="64,256", help="random-walk steps grid, picked on train")
+    group.add_argument("--rounds", type=int, default=2, help="self-training rounds")
+    group.add_argument("--round-losses", default="pce,crf", help="--losses of the self-training rounds")
+    group.add_argument("--round-args", default="--relabel-crf", help="extra flags of the self-training run")
+    group.add_argument("--contrast-weight", type=float, default=0.1, help="classifier --contrast-weight (0: skip)")
+    group.add_argument("--tags4x", action="store_true", help="also the 4x-tags row (generates its dataset)")
     args = parser.parse_args(argv)
     names = [n for n in args.runs.split(",") if n]
     if unknown := [n for n in names if n not in FINAL_RUNS]:
