@@ -77,3 +77,16 @@ def test_check_only_argument_errors(checkpoint, onnx_file):
         _run([str(checkpoint), str(onnx_file), "--format", "onnx", "--out", "x.onnx"])
     with pytest.raises(ValueError, match="--fp32 is for --format tensorrt"):
         _run([str(checkpoint), "--format", "onnx", "--out", "x.onnx", "--fp32"])
+
+
+def test_export_tensorrt_without_tensorrt_names_the_extra(checkpoint, tmp_path):
+    from wsdeploy.backends.tensorrt_backend import import_tensorrt
+
+    try:
+        import_tensorrt()
+    except ImportError:
+        with pytest.raises(ImportError, match=r'wsdeploy\[gpu\]'):  # before any ONNX export
+            _run([str(checkpoint), "--format", "tensorrt", "--out", str(tmp_path / "m.engine")])
+        assert not list(tmp_path.iterdir())
+    else:  # pragma: no cover - machines with TensorRT
+        pytest.skip("TensorRT is installed")
