@@ -6,7 +6,7 @@ The images, masks and scribbles are linked (symlinks), never copied or changed; 
 the source's train.txt and val.txt unchanged, plus
 
 - `tune.txt`: the 0016E5 train frames numbered after the val block (> 08159) and the last 30
-  0006R0 train frames, 46 frames held out for choosing regularizer and CRF settings;
+  0006R0 train frames, 46 frames held out for choices (the dense-CRF post-processing settings);
 - `tune_train.txt`: the other train frames (321), the training set of the tuning runs.
 
 Val is never used for a choice. `dataset.json` records the source, the license note and a
