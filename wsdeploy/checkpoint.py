@@ -20,7 +20,9 @@ import json
 import math
 import os
 import pickle
+import re
 import reprlib
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -223,19 +225,45 @@ def atomic_torch_save(payload: Any, path: str | os.PathLike) -> None:
 def load_untrusted(path: Path) -> Any:
     """`torch.load(weights_only=True)` on CPU, with every failure turned into a ValueError.
 
-    Shared by deployable checkpoints and the trainer's `last.pt`: both are untrusted files.
+    Shared by deployable checkpoints and the trainer's `last.pt`: both are untrusted files. The
+    messages say what the file is (not a checkpoint, truncated, foreign objects) and never
+    suggest `weights_only=False`, which would run code from the file.
     """
+    _check_container(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it references the Python object {found.group(1)})" if found else ""
         raise ValueError(
-            f"{path}: refusing to load: the file needs arbitrary unpickling (only tensors and "
-            f"plain values are allowed in a wsdeploy checkpoint). Detail: {_first_line(exc)}"
+            f"{path}: refusing to load: the file holds Python objects{what}, not only tensors and plain "
+            f"values; it was not written by wsdeploy, and loading it would need arbitrary unpickling, which can "
+            f"run code from the file"
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types on garbage (KeyError, EOFError...)
         raise ValueError(
             f"{path}: not a readable checkpoint (truncated or corrupt file?): {_first_line(exc)}"
         ) from None
+
+
+def _check_container(path: Path) -> None:
+    """A torch.save file is a zip archive (older torch: a pickle stream); say which it is not."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+    if head.startswith(b"PK\x03\x04"):
+        if not zipfile.is_zipfile(path):  # no end-of-archive record: cut short
+            raise ValueError(f"{path}: truncated checkpoint ({size} bytes; its zip archive has no end): "
+                             "an interrupted download or copy? Fetch or copy the file again")
+        return
+    if head[:1] == b"\x80":  # a pickle stream (torch.save with _use_new_zipfile_serialization=False)
+        return
+    what = f"starts with {reprlib.repr(head)}" if size else "an empty file"
+    raise ValueError(f"{path}: not a PyTorch checkpoint ({what}; a wsdeploy .pt is the zip archive "
+                     "torch.save writes)")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -56,8 +56,9 @@ def test_missing_file(tmp_path):
 def test_pickled_object_is_refused(tmp_path, model):
     path = tmp_path / "evil.pt"
     torch.save({"format": "wsdeploy-checkpoint", "obj": argparse.Namespace(a=1)}, path)
-    with pytest.raises(ValueError, match="unpickling"):
+    with pytest.raises(ValueError, match="unpickling") as info:
         load_checkpoint(path)
+    assert "argparse.Namespace" in str(info.value) and "weights_only" not in str(info.value)  # no unsafe advice
     torch.save(model, tmp_path / "whole_model.pt")  # a pickled nn.Module
     with pytest.raises(ValueError, match="unpickling"):
         load_checkpoint(tmp_path / "whole_model.pt")
@@ -68,14 +69,18 @@ def test_truncated_file(tmp_path, model, card):
     save_checkpoint(path, model, card)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="truncated or corrupt"):
+    with pytest.raises(ValueError, match=r"truncated checkpoint \(\d+ bytes") as info:
         load_checkpoint(path)
+    assert len(str(info.value)) < 200 and "miniz" not in str(info.value)  # issue 16, item 10
 
 
 def test_non_checkpoint_files(tmp_path, model):
     (tmp_path / "text.pt").write_text("hello")
-    with pytest.raises(ValueError, match="truncated or corrupt"):
+    with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
         load_checkpoint(tmp_path / "text.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="an empty file"):
+        load_checkpoint(tmp_path / "empty.pt")
     torch.save(model.state_dict(), tmp_path / "bare.pt")
     with pytest.raises(ValueError, match="not a wsdeploy checkpoint"):
         load_checkpoint(tmp_path / "bare.pt")
