@@ -32,6 +32,7 @@ try:
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as _exc:  # the serve extra
     raise ImportError(
         f'the HTTP service needs FastAPI and uvicorn ({_exc.name} is missing): pip install "wsdeploy[serve]"'
@@ -141,7 +142,10 @@ def create_app(config: ServeConfig | None = None, *, api: SegmentationAPI | None
         finally:
             await service.stop()
 
-    app = FastAPI(title="wsdeploy", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    # /docs: the interactive OpenAPI page (its script comes from a CDN; /openapi.json works offline)
+    app = FastAPI(title="wsdeploy", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None,
+                  description="Semantic segmentation with dynamic batching. Errors: "
+                  '{"error": {"code", "message"}}.')
     app.state.service = service
     app.add_middleware(_MetricsMiddleware, metrics=service.metrics)
 
@@ -152,6 +156,16 @@ def create_app(config: ServeConfig | None = None, *, api: SegmentationAPI | None
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> Any:
         return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        # routing's own answers (404 unknown path, 405 wrong method) in the documented form
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        message = {404: f"no endpoint {request.url.path}; see /docs",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        return error_response(RequestError(exc.status_code, codes.get(exc.status_code, "http_error"), message,
+                                           headers=headers or None))
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception) -> Any:
@@ -191,8 +205,15 @@ def create_app(config: ServeConfig | None = None, *, api: SegmentationAPI | None
             },
         }
 
-    @app.post("/v1/segment")
+    @app.post("/v1/segment", openapi_extra={"requestBody": {"required": True, "content": {
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "image": {"type": "string", "format": "binary"}}}},
+    }}})
     async def segment(request: Request) -> Any:
+        """Segment one image: the raw body or a multipart `image` field. Answer: a PNG of class
+        indices (default), JSON (`?format=json`, `rle=1`, `probs=1`, `probs_size=N`) or NPZ."""
         service.check_api_key(request.headers.get("authorization"))
         service.check_ready()
         q = request.query_params

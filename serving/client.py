@@ -26,10 +26,11 @@ __all__ = ["Client", "InvalidRequestError", "ServingError"]
 
 
 class ServingError(RuntimeError):
-    """The server answered with an error status.
+    """The server answered with an error status, or could not be reached.
 
     Attributes:
-        status: the HTTP status code.
+        status: the HTTP status code; 0 when no answer came (refused, unreachable, timed out:
+            `code` is 'unreachable' or 'timeout').
         code: the server's error code, e.g. 'queue_full'.
         retry_after: seconds from `Retry-After` (503), else None.
     """
@@ -129,6 +130,14 @@ class Client:
                 return response.read(), dict(response.headers)
         except urllib.error.HTTPError as exc:
             raise _error_from(exc) from None
+        except TimeoutError:
+            raise ServingError(0, "timeout", f"{method} {self.url}{path}: no answer within {self.timeout} s") from None
+        except (urllib.error.URLError, OSError) as exc:  # refused, reset, unknown host
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                raise ServingError(0, "timeout", f"{method} {self.url}{path}: no answer within {self.timeout} s") from None
+            raise ServingError(0, "unreachable", f"cannot reach {self.url} ({reason}); is `wsdeploy serve` "
+                               "running there?") from None
 
 
 def _encode_image(image: Any) -> tuple[bytes, str]:

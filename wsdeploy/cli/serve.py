@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-__all__ = ["add_arguments", "config_from_args", "run"]
+__all__ = ["add_arguments", "check_port_free", "config_from_args", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,10 +75,34 @@ def config_from_args(args: argparse.Namespace) -> "object":
     )
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise a one-line ValueError when `host:port` cannot be bound (another server holds it).
+
+    Binds a socket the way uvicorn does (SO_REUSEADDR) and closes it again; port 0 always passes.
+    """
+    import socket
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server there? "
+                             f"choose a free one with --port)") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from wsdeploy.serving.server import serve
 
     config = config_from_args(args)
+    check_port_free(args.host, args.port)  # before loading and warming the model
     serve(
         config, host=args.host, port=args.port, workers=args.workers,
         graceful_timeout=args.graceful_timeout, log_level=args.log_level,
