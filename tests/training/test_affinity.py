@@ -90,7 +90,7 @@ def test_balanced_loss_hand_computed_value_and_gradient():
     loss2 = affinity_loss(aff.detach(), AffinityLabels(fg, torch.zeros_like(bg), neg), eps=0.0)
     assert float(loss2) == pytest.approx(-math.log(0.9) / 3 + 2 / 3 * (-math.log(0.8) - math.log(0.2)) / 2, rel=1e-6)
     empty = torch.zeros_like(fg)
-    assert float(affinity_loss(aff, AffinityLabels(empty, empty, empty))) == 0.0
+    assert affinity_loss(aff, AffinityLabels(empty, empty, empty)).item() == 0.0
 
 
 def _classifier() -> torch.nn.Module:

@@ -19,8 +19,9 @@ def _dense_transition(affinity: torch.Tensor, radius: int, beta: float) -> torch
     order). (N, N) float64."""
     _, h, w = affinity.shape
     offsets = {o: k for k, o in enumerate(neighbour_offsets(radius))}
+    values = affinity.tolist()  # plain floats: the loops below stay fast
     n = h * w
-    a = torch.eye(n, dtype=torch.float64)
+    a = [[1.0 if p == q else 0.0 for q in range(n)] for p in range(n)]
     for p in range(n):
         for q in range(n):
             (y0, x0), (y1, x1) = divmod(p, w), divmod(q, w)
@@ -29,8 +30,9 @@ def _dense_transition(affinity: torch.Tensor, radius: int, beta: float) -> torch
             first, second = (p, q) if p < q else (q, p)
             (fy, fx), (sy, sx) = divmod(first, w), divmod(second, w)
             k = offsets[(sy - fy, sx - fx)]
-            a[p, q] = float(affinity[k, fy, fx]) ** beta
-    return a / a.sum(dim=1, keepdim=True)
+            a[p][q] = values[k][fy][fx] ** beta
+    dense = torch.tensor(a, dtype=torch.float64)
+    return dense / dense.sum(dim=1, keepdim=True)
 
 
 def test_offsets_are_the_half_plane_within_the_radius():

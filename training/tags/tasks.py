@@ -32,7 +32,13 @@ from wsdeploy.checkpoint import ModelCard, load_checkpoint
 from wsdeploy.models import CAMClassifier
 from wsdeploy.training.collate import network_input
 from wsdeploy.training.distributed import DistContext, all_reduce_sum
-from wsdeploy.training.tags.affinity import AFFINITY_PREFIX, AffinityNet, affinity_labels, affinity_loss
+from wsdeploy.training.tags.affinity import (
+    AFFINITY_PREFIX,
+    AffinityLabels,
+    AffinityNet,
+    affinity_labels,
+    affinity_loss,
+)
 from wsdeploy.training.tags.contrast import RegionContrast
 from wsdeploy.training.tags.targets import tags_to_foreground_multihot
 from wsdeploy.training.tasks import ClassifierTask, Task
@@ -81,7 +87,7 @@ class AffinityTask(Task):
         if not isinstance(model, AffinityNet):
             raise ValueError("method 'affinity' trains an AffinityNet")
 
-    def _labels(self, label: Tensor):  # noqa: ANN202 - AffinityLabels
+    def _labels(self, label: Tensor) -> AffinityLabels:
         a = self.config.affinity
         return affinity_labels(label, stride=a.stride, radius=a.radius, background_classes=self.background_classes)
 
