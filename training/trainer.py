@@ -163,6 +163,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
         batches = iter(loader)
         model.train()
         t_last, steps_since_log = time.perf_counter(), 0
+        saved_step = step  # the step of the last complete last.pt (0: none yet)
         while step < config.steps:
             lr = lr_at(step, lr=config.lr, steps=config.steps, warmup_steps=config.warmup_steps,
                        power=config.poly_power)
@@ -179,6 +180,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
                     scaler.scale(loss / config.grad_accum).backward()
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0.0) + value.detach() / config.grad_accum
+            _check_finite(step + 1, sums, raw_model, scaler, saved_step)  # before the update
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -209,6 +211,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: Any, command: str |
                         config=config, classes=classes, model=raw_model, optimizer=optimizer,
                         scaler=scaler, rng=rng,
                     )
+                saved_step = step
         del batches  # stop DataLoader workers before evaluation starts its own
         pbar.close()  # so the lines below start on a line of their own
         seconds = time.perf_counter() - started
@@ -321,6 +324,31 @@ def _restore_or_seed_rng(state: dict[str, Any] | None, config: TrainConfig, ctx:
             "so dropout will not repeat the interrupted run", resume, len(state["rng"]), ctx.world_size,
         )
         _seed_everything(config.seed + ctx.rank)
+
+
+def _check_finite(
+    step: int, sums: dict[str, torch.Tensor], model: nn.Module, scaler: torch.amp.GradScaler, saved_step: int
+) -> None:
+    """Stop before an update with non-finite gradients, so they never reach the weights.
+
+    With fp16 AMP the GradScaler is the guard (it skips such steps and lowers its scale). Without
+    it, one NaN step would poison every weight. The decision uses the gradients, which DDP has
+    already averaged, so every rank decides alike; the message gives this rank's loss terms.
+
+    Raises:
+        FloatingPointError: naming the step, the loss terms and the last checkpoint to resume from.
+    """
+    if scaler.is_enabled():
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=float("inf"))):
+        return
+    terms = {name: round(float(v), 6) for name, v in sums.items()}
+    raise FloatingPointError(
+        f"non-finite gradients at step {step} (loss terms {terms}); the update was not applied. "
+        + (f"last.pt holds step {saved_step}: lower the lr or check the data, then --resume it"
+           if saved_step else "no checkpoint was written yet")
+    )
 
 
 def _train_entry(

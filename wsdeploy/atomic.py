@@ -9,8 +9,8 @@ even briefly, races with every other thread creating files). Overwriting an exis
 that file's permission bits, as `open(path, "w")` would.
 
 A write that cannot finish (disk full, read-only or missing permission on the folder, file-size
-limit) raises `OSError` (or its subclass for the errno, e.g. `PermissionError`) whose message names
-the target and says the previous file is unchanged.
+limit) raises `OSError` (or its subclass for the errno, e.g. `PermissionError`) with the target as
+its `filename` and a message that gives the likely cause and says the previous file is unchanged.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def _write_error(exc: OSError, target: Path) -> OSError:
         reason += " (a file-size limit was hit)"
     elif exc.errno in (_errno.EROFS, _errno.EACCES, _errno.EPERM):
         reason += f" (is {str(target.parent)!r} read-only or not writable by this user?)"
-    return OSError(exc.errno, f"could not write {str(target)!r}: {reason}; the previous file, if any, is unchanged")
+    return OSError(exc.errno, f"{reason}; the previous file, if any, is unchanged", str(target))
 
 
 @contextlib.contextmanager
