@@ -29,10 +29,10 @@ def figure(*, count: int, size: int, seed: int) -> np.ndarray:
     columns = []
     for index in range(count):
         scene = render_scene(image_seed(seed, index), config=config)
-        mask = colourise(scene.mask, num_classes=len(CLASSES))
+        mask = colourise(scene.mask, len(CLASSES))
         scribbled = scene.scribbles != 255
         strokes = (scene.image * 0.4 + 150).astype(np.uint8)  # lightened, so dark classes show
-        strokes[scribbled] = colourise(scene.scribbles, num_classes=len(CLASSES))[scribbled]
+        strokes[scribbled] = colourise(scene.scribbles, len(CLASSES))[scribbled]
         spacer = np.full((gap, size, 3), 255, np.uint8)
         columns.append(np.concatenate([scene.image, spacer, mask, spacer, strokes], axis=0))
         columns.append(np.full((columns[-1].shape[0], gap, 3), 255, np.uint8))
@@ -41,7 +41,7 @@ def figure(*, count: int, size: int, seed: int) -> np.ndarray:
 
 
 def _legend(width: int) -> np.ndarray:
-    colours = colourise(np.arange(len(CLASSES), dtype=np.uint8)[None], num_classes=len(CLASSES))[0]
+    colours = colourise(np.arange(len(CLASSES), dtype=np.uint8)[None], len(CLASSES))[0]
     strip = np.full((28, width, 3), 255, np.uint8)
     x = 6
     for name, colour in zip(CLASSES, colours, strict=True):

@@ -50,7 +50,7 @@ from wsdeploy.training.run_log import RunLog
 from wsdeploy.training.state import capture_rng, load_train_state, restore_rng, save_train_state
 from wsdeploy.training.tasks import Task, make_task
 from wsdeploy.training.transforms import train_transform, val_transform
-from wsdeploy.visualize import default_palette
+from wsdeploy.visualize import class_palette
 
 __all__ = ["train"]
 
@@ -281,7 +281,7 @@ def _model_card(
         arch=config.model,
         arch_kwargs={"output_stride": config.output_stride, "width": config.width},
         classes=classes,
-        palette=default_palette(len(classes)).tolist(),
+        palette=class_palette(classes).tolist(),
         mean=list(IMAGENET_MEAN),
         std=list(IMAGENET_STD),
         input_size=[config.crop_size, config.crop_size],

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from wsdeploy.checkpoint import ModelCard
 from wsdeploy.data.image_io import DEFAULT_MAX_PIXELS, ImageInput, normalize, read_image
-from wsdeploy.visualize import default_palette
+from wsdeploy.visualize import class_palette, default_palette, overlay, overlay_with_legend
 
 __all__ = [
     "DEFAULT_MODEL_PATH", "Segmentation", "Segmenter", "class_argmax", "load", "preprocess", "segment",
@@ -43,11 +43,51 @@ class Segmentation:
         labels: (H, W) uint8 class indices (int32 if the model has more than 256 classes).
         probs: (K, H, W) float32 softmax probabilities, or None unless `return_probs=True`.
         classes: the K class names; `classes[labels[y, x]]` names a pixel.
+        palette: (K, 3) uint8 RGB drawing colours (the model's), or None for
+            `class_palette(classes)` (VOC's colours; black only for a background class).
     """
 
     labels: np.ndarray
     probs: np.ndarray | None
     classes: list[str]
+    palette: np.ndarray | None = None
+
+    @property
+    def colours(self) -> np.ndarray:
+        """(K, 3) uint8 RGB: `palette`, or `class_palette(classes)`."""
+        return class_palette(self.classes) if self.palette is None else self.palette
+
+    def overlay(self, image: ImageInput, *, alpha: float = 0.5, legend: bool = True) -> np.ndarray:
+        """The labels blended over `image` (the image that was segmented: any accepted input),
+        with a legend of the classes present (share of pixels) to the right.
+
+        Returns:
+            (H', W', 3) uint8 RGB: the (H, W) overlay at the top left, the legend beside it
+            (legend=False: just the (H, W, 3) overlay).
+        """
+        rgb = read_image(image, max_pixels=2**40)
+        if rgb.shape[:2] != self.labels.shape:
+            raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but the labels are "
+                             f"{self.labels.shape[1]}x{self.labels.shape[0]}: pass the image that was segmented")
+        if not legend:
+            return overlay(rgb, self.labels, self.colours, alpha=alpha)
+        return overlay_with_legend(rgb, self.labels, self.colours, self.classes, alpha=alpha)
+
+    def save(self, path: str | os.PathLike, image: ImageInput | None = None, *, alpha: float = 0.5) -> Path:
+        """Write the result; returns the path.
+
+        Without `image`: the labels as an 8-bit PNG of class indices, what `wsdeploy segment`
+        writes as NAME_mask.png. With `image`: `overlay(image)` with its
+        legend, as PNG or JPEG by the suffix. Written atomically.
+        """
+        from wsdeploy.data.image_io import write_image, write_label_png
+
+        path = Path(path)
+        if image is None:
+            write_label_png(path, self.labels)
+        else:
+            write_image(path, self.overlay(image, alpha=alpha))
+        return path
 
     def class_pixel_counts(self) -> dict[str, int]:
         """Pixels per class present, e.g. {'background': 51234, 'cat': 1200}."""
@@ -80,11 +120,12 @@ class Segmenter:
         self.backend = backend
         self._card = card
         self.classes = list(card.classes)
-        self.palette = (
-            np.asarray(card.palette, dtype=np.uint8)
-            if card.palette is not None
-            else default_palette(len(self.classes))
-        )
+        k = len(self.classes)
+        own = np.asarray(card.palette, dtype=np.uint8) if card.palette is not None else None
+        # the trainer used to write VOC's map unchanged, class 0 black whatever it is: draw those
+        # cards (and cards without colours) with class_palette, black only for a background class
+        auto = own is None or (own.shape == (k, 3) and np.array_equal(own, default_palette(k)))
+        self.palette = class_palette(self.classes) if auto else own
         self.crf_params = _crf_params(crf)
         self.max_pixels = max_pixels
 
@@ -161,7 +202,7 @@ class Segmenter:
                 labels_t = class_argmax(probs)
             labels = labels_t.cpu().numpy().astype(np.uint8 if len(self.classes) <= 256 else np.int32)
             p = probs.cpu().numpy().astype(np.float32) if return_probs and probs is not None else None
-            out.append(Segmentation(labels=labels, probs=p, classes=list(self.classes)))
+            out.append(Segmentation(labels=labels, probs=p, classes=list(self.classes), palette=self.palette))
         return out
 
 

@@ -51,7 +51,7 @@ def test_segment_writes_masks_and_overlays(checkpoint, tmp_path, capsys):
     mask = read_label_png(tmp_path / "out" / "b_mask.png")
     assert mask.shape == (33, 17) and mask.max() <= 1
     overlay = cv2.imread(str(tmp_path / "out" / "a_overlay.png"))
-    assert overlay.shape == (20, 30, 3)
+    assert overlay.shape[0] >= 20 and overlay.shape[1] > 30 and overlay.shape[2] == 3  # the overlay + its legend
     assert "wrote 2 mask(s)" in capsys.readouterr().out
 
 

@@ -149,12 +149,12 @@ def test_palette_matches_voc_and_colourise():
     assert colours[1].tolist() == [128, 0, 0] and colours[15].tolist() == [192, 128, 128]
     assert colours[20].tolist() == [0, 64, 128]
     labels = np.array([[0, 1], [255, 2]], np.uint8)
-    rgb = colourise(labels, num_classes=3)
+    rgb = colourise(labels, 3)
     assert rgb[0, 1].tolist() == [128, 0, 0] and rgb[1, 0].tolist() == [224, 224, 192]
     with pytest.raises(ValueError, match="num_classes"):
         palette(0)
     with pytest.raises(ValueError, match="3"):
-        colourise(np.array([[3]], np.uint8), num_classes=3)
+        colourise(np.array([[3]], np.uint8), 3)
 
 
 def test_cli_make_dataset(tmp_path, capsys):

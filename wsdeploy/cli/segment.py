@@ -56,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
     import wsdeploy
     from wsdeploy.data.image_io import read_image, write_image, write_label_png
     from wsdeploy.runtime import DEFAULT_MODEL_PATH
-    from wsdeploy.visualize import overlay
 
     paths = collect_images(args.images)
     limits = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         latency = time.perf_counter() - t0
         write_label_png(out / f"{path.stem}_mask.png", seg.labels)
         if not args.no_overlay:
-            write_image(out / f"{path.stem}_overlay.png", overlay(image, seg.labels, model.palette, alpha=args.alpha))
+            write_image(out / f"{path.stem}_overlay.png", seg.overlay(image, alpha=args.alpha))  # with a legend
         summary.append({"image": str(path), "latency_s": round(latency, 4), "pixels": seg.class_pixel_counts()})
     for row in summary:
         print(json.dumps(row))

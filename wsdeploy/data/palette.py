@@ -3,16 +3,18 @@
 Index ``i`` gets the colour whose red, green and blue bits are read from the bits of ``i``
 (bit 0 -> red, bit 1 -> green, bit 2 -> blue, three bits per round, most significant first),
 so the first 21 colours are exactly VOC's and any number of classes gets distinct colours.
-The ignore index 255 is drawn with :data:`IGNORE_COLOUR` by :func:`colourise`.
+The ignore index 255 is drawn with :data:`IGNORE_COLOUR` by :func:`colourise`; :func:`class_palette`
+gives black to a background class only.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["IGNORE_COLOUR", "palette", "colourise"]
+__all__ = ["BACKGROUND_NAMES", "IGNORE_COLOUR", "class_palette", "colourise", "palette"]
 
 IGNORE_COLOUR = (224, 224, 192)  # VOC's colour for the 255 "void" label
+BACKGROUND_NAMES = ("background", "_background_", "bg", "__background__")
 
 
 def palette(num_classes: int) -> np.ndarray:
@@ -37,25 +39,50 @@ def palette(num_classes: int) -> np.ndarray:
     return colours.astype(np.uint8)
 
 
-def colourise(labels: np.ndarray, *, num_classes: int = 256) -> np.ndarray:
-    """Map a label image to RGB colours.
+def class_palette(classes: list[str] | tuple[str, ...]) -> np.ndarray:
+    """Drawing colours for named classes: the VOC map, with black only for a background class.
+
+    VOC draws its class 0 (background) black. A dataset whose class 0 is a real class (the
+    synthetic benchmark's sky, CamVid's first class) would have that class drawn black, which
+    reads as "nothing", so then the colours start at VOC's index 1.
+
+    Returns:
+        (K, 3) uint8 RGB, K = len(classes).
+    """
+    k = len(classes)
+    if k and str(classes[0]).lower() in BACKGROUND_NAMES:
+        return palette(k)
+    return palette(k + 1)[1:]
+
+
+def colourise(labels: np.ndarray, colours: np.ndarray | int) -> np.ndarray:
+    """Map a label image to RGB colours; 255 (ignore) gets `IGNORE_COLOUR`.
+
+    The one colouring function of the library (overlays, legends, figures).
 
     Args:
-        labels: (H, W) integer class indices in [0, num_classes) or 255 (= ignore).
-        num_classes: palette length; indices outside it (other than 255) raise.
+        labels: (H, W) integer class indices in [0, K) or 255 (= ignore).
+        colours: (K, 3) uint8 RGB palette (e.g. a model card's, or `class_palette(classes)`),
+            or K for the VOC map `palette(K)`.
 
     Returns:
         (H, W, 3) uint8 RGB.
+
+    Raises:
+        ValueError: labels not (H, W) integers, or values outside [0, K) other than 255.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be a (H, W) integer array, got {labels.shape} {labels.dtype}")
-    colours = palette(num_classes)
+    table = palette(colours) if isinstance(colours, (int, np.integer)) else np.asarray(colours, dtype=np.uint8)
+    if table.ndim != 2 or table.shape[1] != 3 or not len(table):
+        raise ValueError(f"colours must be a (K, 3) palette or a class count, got shape {table.shape}")
+    num_classes = len(table)
     valid = labels != 255
     if np.any(valid) and (labels[valid].min() < 0 or labels[valid].max() >= num_classes):
         bad = int(labels[valid].max() if labels[valid].max() >= num_classes else labels[valid].min())
         raise ValueError(f"labels must be in [0, {num_classes}) or 255, got {bad}")
     out = np.empty(labels.shape + (3,), dtype=np.uint8)
-    out[valid] = colours[labels[valid]]
+    out[valid] = table[labels[valid]]
     out[~valid] = IGNORE_COLOUR
     return out
