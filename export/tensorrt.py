@@ -46,6 +46,7 @@ import torch
 from wsdeploy.atomic import atomic_write_bytes, atomic_write_text
 from wsdeploy.backends.metadata import CARD_KEY, RUNTIME_KEY, runtime_info
 from wsdeploy.backends.tensorrt_backend import INPUT_NAME, TensorRTBackend, import_tensorrt, side_file
+from wsdeploy.backends.torch_backend import resolve_device
 
 from wsdeploy.export.images import load_images
 from wsdeploy.export.onnx_export import read_onnx_info
@@ -176,15 +177,19 @@ def to_tensorrt(
     import_tensorrt()  # the ImportError that names the extra
     import tensorrt as trt
 
-    serialized, cache_bytes = _build(Path(onnx_path), profile, timing_cache, workspace_gib)
+    gpu = resolve_device(device)
+    if gpu.type != "cuda":
+        raise ValueError(f"TensorRT builds engines on a CUDA device, got device {device!r}")
+    with torch.cuda.device(gpu):
+        serialized, cache_bytes = _build(Path(onnx_path), profile, timing_cache, workspace_gib)
     runtime = runtime_info(input_multiple=info.input_multiple, logit_stride=info.logit_stride, precision=info.precision)
     runtime["tensorrt"] = {
-        "version": trt.__version__, "gpu": torch.cuda.get_device_name(torch.device(device)),
+        "version": trt.__version__, "gpu": torch.cuda.get_device_name(gpu),
         "profile": [list(s) for s in profile], "strongly_typed": True,
     }
     report = None
     if check:
-        engine = TensorRTBackend.from_bytes(serialized, info, device=device, source=str(engine_path))
+        engine = TensorRTBackend.from_bytes(serialized, info, device=str(gpu), source=str(engine_path))
         images = _fit_profile(load_images(check_images), profile, info.input_multiple)
         report = check_parity(
             _reference_backend(reference or onnx_path), engine, images, card=info.card, tolerance=limits,
