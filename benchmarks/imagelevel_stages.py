@@ -90,34 +90,35 @@ def chain(
         sweep = split == "val" or train_masks
         cmd = wsdeploy(["cam", "--cams", str(cams), "--data", data, "--split", split, "--propagate", str(affinity[s]),
                         "--propagate-out", str(folder), "--beta", f"{beta:g}", "--steps", str(steps),
-                        *(["--sweep", "--sweep-json", str(sweep_json), "--fg-thresholds", thresholds] if sweep else [])],
+                        *(["--sweep", "--sweep-json", str(sweep_json), "--fg-thresholds", thresholds,
+                           *(shlex.split(args.sweep_args) if split == "train" else [])] if sweep else [])],
                        sweep_json if sweep else folder / "cams.json")
-        return folder, json.loads(sweep_json.read_text())["rows"] if sweep else [], cmd
+        return folder, json.loads(sweep_json.read_text()) if sweep else {"rows": []}, cmd
 
-    def at(rows: list[dict[str, Any]], fg: float) -> dict[str, Any]:
-        return next(r for r in rows if abs(r["fg_threshold"] - fg) < 1e-9)
+    def at(report: dict[str, Any], fg: float) -> dict[str, Any]:
+        return next(r for r in report["rows"] if abs(r["fg_threshold"] - fg) < 1e-9)
 
     if picked is None:
         grid = []
         for beta in _floats(args.betas):
             for steps in [int(v) for v in args.walk_steps.split(",") if v]:
-                _, sweep_rows, cmd = walk(seeds[0], cams_train, "train", beta, steps, args.fg_thresholds)
-                best = max(sweep_rows, key=lambda r: r["miou_as_background"] or 0.0)  # the sweep's own pick
-                grid.append({"beta": beta, "steps": steps, **best, "command": cmd})
-        top = max(grid, key=lambda g: g["miou_as_background"] or 0.0)
+                _, report, cmd = walk(seeds[0], cams_train, "train", beta, steps, args.fg_thresholds)
+                grid.append({"beta": beta, "steps": steps, **report["best"], "picked_by": report["picked_by"],
+                             "command": cmd})  # the sweep's own pick (its --pick-by, --min-coverage)
+        top = max(grid, key=lambda g: g[g["picked_by"]] or 0.0)
         picked = {"beta": top["beta"], "steps": top["steps"], "fg_threshold": top["fg_threshold"],
-                  "picked_by": "pseudo-mask mIoU (unseeded = background / wrong) on train, seed 0's affinity net",
+                  "picked_by": f"the train sweep's {top['picked_by']}, seed 0's affinity net",
                   "grid": grid}
     beta, steps, fg = picked["beta"], picked["steps"], picked["fg_threshold"]
     per_seed_train: dict[int, dict[str, Any]] = {}
     per_seed_val: dict[int, dict[str, Any]] = {}
     pseudo_sets: dict[str, dict[int, dict[str, Any]]] = {"cam+rw": {}, "cam+rw+crf": {}}
     for s in seeds:
-        folder, sweep_rows, cmd = walk(s, cams_train, "train", beta, steps, args.fg_thresholds)  # = the grid's for seed 0
+        folder, report, cmd = walk(s, cams_train, "train", beta, steps, args.fg_thresholds)  # = the grid's for seed 0
         if train_masks:
-            per_seed_train[s] = {"miou": at(sweep_rows, fg)["cam_miou"], "command": cmd, "affinity_command": commands[s]}
-        _, val_rows, vcmd = walk(s, cams_val, "val", beta, steps, str(fg))  # val: once, at the picked setting
-        per_seed_val[s] = {"miou": at(val_rows, fg)["cam_miou"], "command": vcmd}
+            per_seed_train[s] = {"miou": at(report, fg)["cam_miou"], "command": cmd, "affinity_command": commands[s]}
+        _, val_report, vcmd = walk(s, cams_val, "val", beta, steps, str(fg))  # val: once, at the picked setting
+        per_seed_val[s] = {"miou": at(val_report, fg)["cam_miou"], "command": vcmd}
         for name, extra in (("cam+rw", []), ("cam+rw+crf", ["--crf"])):
             pseudo = out / f"pseudo_{'crf_' if extra else ''}seed{s}"
             pcmd = wsdeploy(["cam", "--cams", str(folder), "--data", data, "--split", "train", "--seeds-out", str(pseudo),
@@ -170,7 +171,8 @@ def run_stages(
                  cams_c / "cams.json")
         sweep_json = out / "sweep_train_contrast.json"
         wsdeploy(["cam", "--cams", str(cams_c), "--data", data, "--split", "train", "--sweep", "--sweep-json",
-                  str(sweep_json), "--fg-thresholds", args.fg_thresholds, "--seeds-out", str(out / "seeds_contrast")],
+                  str(sweep_json), "--fg-thresholds", args.fg_thresholds, *shlex.split(args.sweep_args),
+                  "--seeds-out", str(out / "seeds_contrast")],
                  sweep_json)
         best_c = json.loads(sweep_json.read_text())["best"]
         plain = json.loads((out / "sweep_train.json").read_text())["best"]

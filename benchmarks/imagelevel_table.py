@@ -67,6 +67,8 @@ def main() -> int:
                         help="'sweep': stop after the classifier, the train CAMs and their threshold sweep "
                         "(e.g. to compare classifier budgets: benchmarks/results/imagelevel_classifier6k_sweep.json)")
     group = parser.add_argument_group("propagation stages (issue 14)")
+    parser.add_argument("--sweep-args", default="",
+                        help="extra flags of the train sweeps (CAMs, walks), e.g. '--pick-by precision --min-coverage 0.5'")
     group.add_argument("--propagation", action="store_true", help="also run the affinity / random walk / self-training stages")
     group.add_argument("--train-seeds", default="0,1", help="training seeds of every trained row (default: 0,1)")
     group.add_argument("--affinity-args", default="", help="extra flags of the affinity runs, e.g. '--steps 2000 --affinity-radius 5'")
@@ -124,7 +126,8 @@ def main() -> int:
                         "--out", str(cams)], cams / "cams.json")
     sweep_json = out / "sweep_train.json"
     sweep_cmd = wsdeploy(["cam", "--cams", str(cams), "--data", data, "--split", "train", "--sweep",
-                          "--sweep-json", str(sweep_json), "--fg-thresholds", args.fg_thresholds],
+                          "--sweep-json", str(sweep_json), "--fg-thresholds", args.fg_thresholds,
+                          *shlex.split(args.sweep_args)],
                          sweep_json)
     sweep = json.loads(sweep_json.read_text())
     best = sweep["best"]

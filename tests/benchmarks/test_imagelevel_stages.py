@@ -51,7 +51,7 @@ def test_propagation_chain_runs_every_stage_and_reuses_finished_ones(tmp_path, m
     args = argparse.Namespace(
         train_seeds="0", affinity_args=f"--steps 2 --affinity-radius 3 --affinity-dim 4 {_TINY}", betas="4",
         walk_steps="8", rounds=2, round_losses="pce", round_args=f"--relabel-crf --model lraspp_resnet18 --width 8 "
-        f"--steps 2 {_TINY}", fg_thresholds="0.1,0.5",
+        f"--steps 2 {_TINY}", fg_thresholds="0.1,0.5", sweep_args="",
     )
     kwargs = dict(tag="", data=data, out=out / "propagation", classifier=clf / "model.pt", cams_train=cams["train"],
                   cams_val=cams["val"], seed_dirs=seeds, args=args, passthrough=[], picked=None)

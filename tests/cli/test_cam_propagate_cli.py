@@ -77,3 +77,19 @@ def test_propagate_errors_are_one_line_messages(synthetic, tmp_path, capsys):
     assert "--propagate AFFINITY_CKPT and --propagate-out RW_DIR go together" in capsys.readouterr().err
     assert main([*base, "--data", str(synthetic), "--propagate", str(aff), "--steps", "-1"]) == 2
     assert "--steps >= 0" in capsys.readouterr().err
+
+
+def test_sweep_picks_by_precision_above_a_coverage_floor(synthetic, tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "cls.pt", list(CLASSES), None)
+    cams = tmp_path / "cams"
+    base = ["cam", "--cams", str(cams), "--data", str(synthetic), "--sweep", "--fg-thresholds", "0.1,0.3,0.5,0.7,0.9"]
+    assert main(["cam", "--model", str(ckpt), "--data", str(synthetic), "--out", str(cams), "--device", "cpu",
+                 "--scales", "1"]) == 0
+    assert main([*base, "--pick-by", "precision", "--min-coverage", "0.4"]) == 0
+    sweep = json.loads((cams / "sweep_train.json").read_text())
+    eligible = [r for r in sweep["rows"] if r["coverage"] >= 0.4]
+    assert sweep["picked_by"] == "precision" and sweep["min_coverage"] == 0.4
+    assert sweep["best"]["precision"] == max(r["precision"] for r in eligible)
+    capsys.readouterr()
+    assert main([*base, "--min-coverage", "1.01"]) == 2
+    assert "--min-coverage must be in [0, 1]" in capsys.readouterr().err

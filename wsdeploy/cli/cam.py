@@ -31,6 +31,7 @@ __all__ = ["add_arguments", "run"]
 
 logger = logging.getLogger(__name__)
 
+_PICK_KEYS = ("miou_as_background", "miou_ignored", "precision")
 _DEFAULT_FG = "0.1,0.15,0.2,0.25,0.3,0.35,0.4,0.45,0.5,0.55,0.6"
 _EPILOG = """\
 examples:
@@ -68,9 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     walk.add_argument("--beta", type=float, default=8.0, help="affinity exponent of the transition matrix (default: 8, PSA's)")
     walk.add_argument("--steps", type=int, default=256, help="random-walk steps t (default: 256 = 2^8, PSA's and IRN's)")
     sweep = parser.add_argument_group("threshold sweep (needs masks on --split)")
-    sweep.add_argument("--sweep", action="store_true", help="score seeds for every threshold against the split's masks; pick by seed mIoU (unseeded = background)")
+    sweep.add_argument("--sweep", action="store_true", help="score seeds for every threshold against the split's masks; pick by --pick-by (default: seed mIoU, unseeded = background)")
     sweep.add_argument("--sweep-json", metavar="PATH", default=None, help="where to write the sweep (default: CAM_DIR/sweep_<split>.json)")
     sweep.add_argument("--fg-thresholds", default=_DEFAULT_FG, help=f"foreground thresholds to try (default: {_DEFAULT_FG})")
+    sweep.add_argument("--pick-by", default="miou_as_background", choices=_PICK_KEYS,
+                       help="the sweep's pick: seed mIoU with unseeded pixels as background / wrong (default), "
+                       "seed mIoU with them left out, or seed precision")
+    sweep.add_argument("--min-coverage", type=float, default=0.0,
+                       help="pick only among settings whose seeds cover at least this share of labelled pixels (default: 0)")
     sweep.add_argument("--bg-thresholds", default=None, help="background thresholds to try, datasets with a background class only (default: equal to fg, no ignore band)")
     seeds = parser.add_argument_group("seeds (PNG per image: dataset class indices, 255 = unlabelled; read by `wsdeploy train --seeds`)")
     seeds.add_argument("--seeds-out", metavar="SEED_DIR", default=None, help="write <SEED_DIR>/<id>.png for every image of the split")
@@ -245,15 +251,21 @@ def _sweep(args: argparse.Namespace, cam_dir: Path, bg: int | None) -> dict[str,
     with tqdm(total=len(masks), desc="sweep", unit="img") as bar:
         rows = sweep_thresholds(cam_dir, masks, fg_thresholds=fgs, bg_thresholds=bgs,
                                 progress=lambda done, total: bar.update(done - bar.n))
-    key = "miou_as_background"
-    best = pick_threshold(rows, key=key)
+    key = args.pick_by
+    if not 0.0 <= args.min_coverage <= 1.0:
+        raise ValueError(f"--min-coverage must be in [0, 1], got {args.min_coverage}")
+    eligible = [r for r in rows if (r["coverage"] or 0.0) >= args.min_coverage]
+    if not eligible:
+        raise ValueError(f"no threshold gives seeds covering >= {args.min_coverage} of the labelled pixels; "
+                         f"the largest coverage is {max((r['coverage'] or 0.0) for r in rows):.3f}")
+    best = pick_threshold(eligible, key=key)
     _print_table(rows, best)
     path = Path(args.sweep_json) if args.sweep_json else cam_dir / f"sweep_{args.split}.json"
     report = {"cams": str(cam_dir), "dataset": str(args.data), "split": args.split, "background_index": bg,
-              "picked_by": key, "best": best, "rows": rows, "command": _command()}
+              "picked_by": key, "min_coverage": args.min_coverage, "best": best, "rows": rows, "command": _command()}
     atomic_write_text(path, json.dumps(report, indent=2) + "\n")
     print(f"best on split {args.split!r}: fg {best['fg_threshold']}, bg {best['bg_threshold']} "
-          f"(seed mIoU {_fmt(best[key])}); wrote {path}")
+          f"({key} {_fmt(best[key])}); wrote {path}")
     return best
 
 
