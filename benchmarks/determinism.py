@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from scribble_table import results_header, split_passthrough
 
 from wsdeploy.atomic import atomic_write_text
@@ -80,6 +82,8 @@ def main() -> int:
     names = [n for n in args.variants.split(",") if n]
     if unknown := [n for n in names if n not in VARIANTS]:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    if not names and not args.dataset_variants:
+        parser.error("nothing to do: give --variants or --dataset-variants")
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
     if not Path(args.data).is_dir():
@@ -181,9 +185,28 @@ def compare_datasets(data: str, out_dir: Path, python: str) -> dict:
             "files_differing": len(differ),
             "differing_per_folder": per_folder,
             "examples": differ[:5],
+            "pixels": pixel_differences(Path(data), target, differ),
         }
         print(f"[dataset {name}] {len(differ)} of {len(ref)} files differ {per_folder}", flush=True)
     return report
+
+
+def pixel_differences(a: Path, b: Path, keys: list[str]) -> dict:
+    """How far the decoded pixels of the differing PNGs are apart: max |difference| in grey
+    levels, pixels that differ in any channel, and all pixels of those files."""
+    import cv2  # local: only the dataset comparison decodes images
+
+    worst, changed, total = 0, 0, 0
+    for key in keys:
+        if not key.endswith(".png") or not (a / key).is_file() or not (b / key).is_file():
+            continue
+        x = cv2.imread(str(a / key), cv2.IMREAD_UNCHANGED).astype(np.int16)
+        y = cv2.imread(str(b / key), cv2.IMREAD_UNCHANGED).astype(np.int16)
+        if x.shape != y.shape:
+            return {"shapes_differ": key}
+        diff = np.abs(x - y).reshape(x.shape[0], x.shape[1], -1).max(2)  # (H, W)
+        worst, changed, total = max(worst, int(diff.max())), changed + int((diff > 0).sum()), total + diff.size
+    return {"max_abs_difference": worst, "pixels_differing": changed, "pixels_in_those_files": total}
 
 
 if __name__ == "__main__":
