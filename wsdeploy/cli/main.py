@@ -20,6 +20,7 @@ __all__ = ["main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("wsdeploy.cli.demo", "train briefly from the bundled scribbles, evaluate on dense masks, segment the samples"),
     "segment": ("wsdeploy.cli.segment", "segment images with a model; write mask and overlay PNGs"),
+    "eval": ("wsdeploy.cli.evaluate", "score a model on a dataset split: mIoU, per-class IoU, confusion matrix (JSON + PNG)"),
     "make-dataset": ("wsdeploy.cli.make_dataset", "generate the synthetic benchmark dataset"),
     "annotate": ("wsdeploy.cli.annotate", "scribbles -> dense masks, for one image or a dataset folder (pseudo-masks for --supervision full)"),
     "export": ("wsdeploy.cli.export", "export a checkpoint to ONNX (fp16/int8), .pt2, a TensorRT engine or a Triton repository, parity-checked"),

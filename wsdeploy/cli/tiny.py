@@ -102,7 +102,7 @@ _CLAMPS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     # export: nothing to clamp; the parity check must still pass (an INT8 model calibrated on 2
     # images does not) and torch.export's cost (~9 s of CPU) does not shrink with the model
     "cam": _cam,
-    "eval": _eval,
+    "eval": _eval,  # wsdeploy/cli/evaluate.py
 }
 
 
