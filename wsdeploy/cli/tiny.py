@@ -66,6 +66,8 @@ def _make_dataset(args: argparse.Namespace, changed: dict[str, Any]) -> None:
 
 
 def _annotate(args: argparse.Namespace, changed: dict[str, Any]) -> None:
+    if getattr(args, "method", "network") not in ("network",):  # the graph cut has no such knobs
+        return
     _at_most(args, "steps", 3, changed)
     _at_most(args, "size", 64, changed)
     _at_most(args, "crf_iterations", 1, changed)
