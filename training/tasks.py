@@ -24,7 +24,6 @@ order, optimisation, AMP, DDP, logs, checkpoints). Batches reach `loss` on the d
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,6 +66,7 @@ class Task:
         """Learn the training split's classes and background class; check its tags."""
         self.dataset_classes = list(dataset.classes)
         self.background = dataset_background_index(dataset)
+        self.label_dir = getattr(getattr(dataset, "index", None), "scribble_dir", None)  # where the seeds were read
         self.check_dataset(dataset)
 
     def to(self, device: torch.device) -> Task:
@@ -127,11 +127,11 @@ class Task:
 
     def card_fields(self) -> dict[str, Any]:
         """Extra `training` fields of the model card."""
-        seeds = self.config.seeds
+        seeds = None if self.config.seeds is None else str(getattr(self, "label_dir", None) or self.config.seeds)
         return {
             "method": self.method,
             "background": None if self.background is None else self.dataset_classes[self.background],
-            "seeds": None if seeds is None else str(Path(self.config.data, seeds).resolve()),
+            "seeds": seeds,  # the folder read (working directory first, else inside data), as given
         }
 
 

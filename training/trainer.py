@@ -294,7 +294,7 @@ def _model_card(
             "grad_accum": config.grad_accum,
             "world_size": ctx.world_size,
             "global_batch": config.batch_size * config.grad_accum * ctx.world_size,
-            "data": str(Path(config.data).resolve()),
+            "data": str(config.data),  # as given: an absolute path would carry this machine's folders
             "command": command,
             "resumed_from": None if resume is None else str(resume),
             **task.card_fields(),

@@ -79,17 +79,21 @@ def test_report_lines():
 
 
 @pytest.mark.slow  # one tiny training run (~3 s)
-def test_trainer_says_what_it_does(tmp_path, caplog, capsys):
+def test_trainer_says_what_it_does(tmp_path, caplog, capsys, monkeypatch):
+    from wsdeploy.checkpoint import read_checkpoint
     from wsdeploy.data.synthetic import generate_dataset
     from wsdeploy.training import train
 
     torch.set_num_threads(1)
-    data = generate_dataset(tmp_path / "ds", num_images=4, size=32, seed=0, val_fraction=0.25, workers=0)
-    config = TrainConfig(data=str(data), supervision="scribbles", losses="pce,crf", model="deeplabv3plus_resnet18",
+    monkeypatch.chdir(tmp_path)
+    generate_dataset(tmp_path / "ds", num_images=4, size=32, seed=0, val_fraction=0.25, workers=0)
+    config = TrainConfig(data="ds", supervision="scribbles", losses="pce,crf", model="deeplabv3plus_resnet18",
                          width=8, crop_size=128, scale_min=1.0, scale_max=1.0, steps=2, batch_size=2, workers=0,
-                         out_dir=str(tmp_path / "run"), tensorboard=False, checkpoint_every=0)
+                         out_dir="run", tensorboard=False, checkpoint_every=0)
     with caplog.at_level(logging.INFO, logger="wsdeploy"):
-        train(config)
+        path = train(config)
+    card, _ = read_checkpoint(path)
+    assert str(tmp_path) not in json.dumps(card.to_dict())  # no machine's folders in the card (item 15)
     messages = [r.getMessage() for r in caplog.records if r.name == "wsdeploy.training.trainer"]
     assert messages[0].startswith("deeplabv3plus_resnet18 (width 8") and "3 'train' images" in messages[0]
     assert any(m.startswith("--crop-size 128 is larger than every training image (largest 32 px") for m in messages)
