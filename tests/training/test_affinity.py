@@ -103,7 +103,7 @@ def test_affinity_net_freezes_the_classifier_and_trains_the_head():
     assert not net.classifier.training and all(not p.requires_grad for p in net.classifier.parameters())
     x = torch.randn(2, 3, 32, 32)
     aff = net(x)
-    assert aff.shape == (2, 12, 8, 8) and float(aff.max()) <= 1.0 and float(aff.min()) >= 0.0
+    assert aff.shape == (2, 12, 8, 8) and aff.max().item() <= 1.0 and aff.min().item() >= 0.0
     seeds = torch.randint(0, 3, (2, 32, 32), dtype=torch.uint8)
     affinity_loss(aff, affinity_labels(seeds, stride=4, radius=3, background_classes=[0])).backward()
     assert all(p.grad is not None for p in net.head.parameters())
