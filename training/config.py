@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import reprlib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -298,7 +299,7 @@ class TrainConfig:
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        raise ValueError(f"{name} must be one of {list(choices)}, got {_short(value)}")
 
 
 def field_types() -> dict[str, Any]:
@@ -332,11 +333,11 @@ def _flatten(values: Mapping[str, Any]) -> dict[str, Any]:
             valid = [f.name for f in dataclasses.fields(SETTINGS_GROUPS[key])]
             unknown = sorted(set(value) - set(valid))
             if unknown:
-                raise ValueError(f"unknown {key} setting(s) {unknown}; valid: {', '.join(valid)}")
+                raise ValueError(f"unknown {key} setting(s) {_short(unknown)}; valid: {', '.join(valid)}")
             for sub, v in value.items():
                 flat.setdefault(f"{key}_{sub}", v)
         elif key in SETTINGS_GROUPS:
-            raise ValueError(f"config field {key!r} expects a mapping of its settings, got {value!r}")
+            raise ValueError(f"config field {key!r} expects a mapping of its settings, got {_short(value)}")
     for key, value in values.items():
         if key not in SETTINGS_GROUPS:
             flat[key] = value
@@ -366,7 +367,7 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         if value is None or isinstance(value, str):
             return value
     expected = getattr(kind, "__name__", str(kind))
-    raise ValueError(f"config field {name!r} expects {expected}, got {value!r}")
+    raise ValueError(f"config field {name!r} expects {expected}, got {_short(value)}")
 
 
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
@@ -382,7 +383,7 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
     types = field_types()
     unknown = sorted(set(values) - set(types))
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; valid keys: {', '.join(types)}")
+        raise ValueError(f"unknown config key(s) {_short(unknown)}; valid keys: {', '.join(types)}")
     if "data" not in values:
         raise ValueError("the config has no 'data' (the dataset folder); pass --data DIR")
     coerced = {k: _coerce(k, types[k], v) for k, v in values.items()}
@@ -429,7 +430,7 @@ def load_config(
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML: {exc}") from None
+            raise ValueError(f"{path}: not valid YAML: {_short_yaml_error(exc)}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -437,3 +438,22 @@ def load_config(
         values.update(loaded)
     values.update(overrides or {})
     return config_from_dict(values)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = 6
+_REPR.maxlevel = 3
+
+
+def _short(value: Any) -> str:
+    """repr() of a value from a config file, bounded: an error message quotes, it does not dump."""
+    return _REPR.repr(value)
+
+
+def _short_yaml_error(exc: Exception) -> str:
+    """PyYAML's multi-line message as one line: the problem and where it is."""
+    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())[:300]

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from wsdeploy.atomic import atomic_path
 from wsdeploy.data.image_io import IMAGENET_MEAN, IMAGENET_STD
@@ -255,7 +256,11 @@ def _check_container(path: Path) -> None:
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     if head.startswith(b"PK\x03\x04"):
-        if not zipfile.is_zipfile(path):  # no end-of-archive record: cut short
+        try:
+            complete = zipfile.is_zipfile(path)
+        except zipfile.BadZipFile as exc:  # e.g. "zipfiles that span multiple disks are not supported"
+            raise ValueError(f"{path}: not a readable checkpoint (corrupt zip archive: {_first_line(exc)})") from None
+        if not complete:  # no end-of-archive record: cut short
             raise ValueError(f"{path}: truncated checkpoint ({size} bytes; its zip archive has no end): "
                              "an interrupted download or copy? Fetch or copy the file again")
         return
@@ -314,7 +319,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
         raise ValueError(f"{path}: the card's architecture cannot be built: {_first_line(exc)}") from None
     _check_state_matches(expected, state, path)
     state = {k: v.to(expected[k][1]) for k, v in state.items()}
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipRandomInit():
         model = build_model(card.arch, card.num_classes, **kwargs)
     model.load_state_dict(state, strict=True, assign=True)  # the file's tensors become the weights
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a buffer outside the state_dict
@@ -328,9 +333,24 @@ def _expected_state(arch: str, num_classes: int, kwargs_json: str) -> dict[str, 
     """{name: (shape, dtype)} of the model a card describes, built on the meta device (no memory)."""
     from wsdeploy.models import build_model
 
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipRandomInit():
         model = build_model(arch, num_classes, **json.loads(kwargs_json))
     return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+
+
+class _SkipRandomInit(TorchFunctionMode):
+    """Within a meta-device build, skip the random weight initialisers (the weights come from the
+    file). On meta tensors `normal_` runs a Python decomposition whose first call imports
+    torch._dynamo (~6 CPU s); a plain CPU build never pays that."""
+
+    _SKIPPED = frozenset({"normal_", "uniform_", "kaiming_normal_", "kaiming_uniform_", "trunc_normal_",
+                          "xavier_normal_", "xavier_uniform_", "orthogonal_"})
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in self._SKIPPED:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
 
 
 def _check_state_matches(

@@ -28,7 +28,7 @@ __all__ = [
     "reset_peak_rss", "run_case", "warm_up",
 ]
 
-MAX_MESSAGE = 1000  # characters: an error message quotes values, it does not dump them
+MAX_MESSAGE = 2000  # characters: an error message quotes values (and may list the valid ones), it does not dump them
 ROOT = Path(__file__).resolve().parents[2]
 
 

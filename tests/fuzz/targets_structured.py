@@ -23,7 +23,7 @@ from hypothesis.extra import numpy as hnp
 from tests.fuzz.harness import Target
 from tests.fuzz.targets_bytes import FUZZ_MAX_PIXELS, _scratch, _tiny_card
 
-__all__ = ["STRATEGIES", "STRUCTURED_TARGETS"]
+__all__ = ["STRATEGIES", "STRUCTURED_TARGETS", "warm_inputs"]
 
 _case_ids = count()
 
@@ -304,6 +304,21 @@ STRUCTURED_TARGETS: dict[str, Target] = {
         Target("yaml_config", _load_yaml, (ValueError,), _check_config, kind="structured"),
     ]
 }
+
+def warm_inputs(name: str) -> list[Any]:
+    """A valid input per target, run once before timing starts (first calls import torch, codecs...)."""
+    card = _tiny_card()
+    if name == "image_arrays":
+        return [np.zeros((2, 3, 3), np.uint8)]
+    if name == "model_card":
+        return [card]
+    if name == "checkpoint_payload":
+        return [{"format": "wsdeploy-checkpoint", "card": card, "state_dict": {}}]
+    if name == "dataset_folder":
+        return [{"classes": ["bg", "a"], "images": {"a": (3, 4)}, "masks": {"a": np.zeros((3, 4), np.uint8)},
+                 "mask_folder": "masks", "tags": None, "split": ["a"], "labels": "masks", "tags_bytes": None}]
+    return ["data: x\nsteps: 3\n"]
+
 
 STRATEGIES: dict[str, st.SearchStrategy] = {
     "image_arrays": _image_inputs,

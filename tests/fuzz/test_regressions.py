@@ -155,3 +155,16 @@ def test_unreadable_paths_are_value_errors(tmp_path):
             read_image(src)
         with pytest.raises(ValueError):
             read_label_png(src)
+
+
+def test_a_zip_claiming_to_span_disks_is_a_value_error(tmp_path):
+    """zipfile.is_zipfile raises BadZipFile (it does not return False) for a multi-disk end record."""
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, buf)
+    data = bytearray(buf.getvalue())
+    locator = data.rindex(b"PK\x06\x07")  # torch writes zip64: its end locator counts the disks
+    data[locator + 16 : locator + 20] = b"\x02\x00\x00\x00"  # "2 disks"
+    path = tmp_path / "m.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt zip archive|not a readable checkpoint"):
+        load_untrusted(path)
