@@ -73,6 +73,9 @@ FIXED = [
      "escaped the container check another change added (zipfile.is_zipfile raises instead of returning False)",
      "fix": "caught and reported as a corrupt zip archive",
      "test": "tests/fuzz/test_regressions.py::test_a_zip_claiming_to_span_disks_is_a_value_error"},
+    {"target": "yaml_config", "failure": "message: load_config errors carried PyYAML's multi-line text and quoted "
+     "whole values (up to 530k characters)", "fix": "bounded repr; YAML errors as problem + line/column",
+     "test": "tests/fuzz/test_fuzz_structured.py::test_structured_target_holds_its_contract[yaml_config]"},
     {"target": "image_arrays", "failure": "exception: OSError (file name too long) from read_image on a long str",
      "fix": "path reads wrap OSError into ValueError",
      "test": "tests/fuzz/test_regressions.py::test_unreadable_paths_are_value_errors"},
