@@ -56,3 +56,10 @@ def test_bad_flag_after_a_command_prints_its_usage(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "usage: wsdeploy segment" in err and "unrecognized arguments: --bogus" in err
+
+
+def test_bench_int8_without_calibration_says_how(tmp_path, capsys):
+    from wsdeploy.runtime import DEFAULT_MODEL_PATH
+
+    assert cli_main.main(["bench", str(DEFAULT_MODEL_PATH), "--backend", "torch,onnxruntime-int8"]) == 2
+    assert "--calibration wsdeploy/assets/demo_data/images" in capsys.readouterr().err  # issue 16, item 4

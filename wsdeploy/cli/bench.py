@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown --backend variant(s) {unknown}; choose from {list(VARIANTS)}")
     if any(v.endswith("int8") for v in variants) and not args.calibration:
-        raise ValueError("the int8 variants need --calibration DIR (representative images)")
+        raise ValueError("the int8 variants need --calibration DIR, a folder of images like yours (e.g. "
+                         "--calibration wsdeploy/assets/demo_data/images for the bundled model)")
     images = bench_images(args.size, min(max(args.batch), 4))
     rows: list[dict[str, Any]] = []
     exports: dict[str, Any] = {}
