@@ -7,8 +7,8 @@ read, looked up per image) change together.
     from wsdeploy.data.datasets import SegmentationDataset
     from wsdeploy.training.tags.cam import compute_cams, write_cam
 
-    model, card = load_checkpoint("runs/tags/best.pt")          # a classifier_* checkpoint
-    data = SegmentationDataset("data/shapes", split="train", labels=None)
+    model, card = load_checkpoint("runs/cls/model.pt")          # a classifier_* checkpoint
+    data = SegmentationDataset("data/synthetic", split="train", labels=None)
     for image_id, cams, classes in compute_cams(model, card, data, device="cuda"):
         write_cam(f"cams/{image_id}.npz", cams, classes)     # (T, H, W) in [0, 1], (T,) indices
 
