@@ -35,17 +35,23 @@ def check_upload_headers(request: Any, limit: int, raw_types: tuple[str, ...]) -
         raise RequestError(
             415, "unsupported_media_type",
             f"send the image as the raw body (Content-Type image/* or application/octet-stream) "
-            f"or as multipart/form-data, not {media!r}",
+            f"or as multipart/form-data, not {_short(media)}",
         )
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
             size = int(declared)
         except ValueError:
-            raise RequestError(400, "bad_content_length", f"invalid Content-Length {declared!r}") from None
+            raise RequestError(400, "bad_content_length", f"invalid Content-Length {_short(declared)}") from None
         if size > limit:
             raise RequestError(413, "body_too_large", f"the body is {size} bytes; the limit is {limit}")
     return kind
+
+
+def _short(value: str, limit: int = 100) -> str:
+    """A header value quoted in an error, cut to `limit` characters (headers can be 16 kB)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(value)} characters)"
 
 
 async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:

@@ -168,3 +168,17 @@ def test_a_zip_claiming_to_span_disks_is_a_value_error(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="corrupt zip archive|not a readable checkpoint"):
         load_untrusted(path)
+
+
+def test_upload_errors_quote_headers_briefly():
+    from wsdeploy.serving.api import RequestError
+    from wsdeploy.serving.body import check_upload_headers
+
+    class Request:
+        def __init__(self, headers):
+            self.headers = headers
+
+    for headers in ({"content-type": "multipart/x" + "\x16" * 5000}, {"content-type": "image/png", "content-length": "9" * 5000 + "x"}):
+        with pytest.raises(RequestError) as info:
+            check_upload_headers(Request(headers), 1000, ("application/octet-stream",))
+        assert len(info.value.message) < 300 and info.value.status in (400, 415)
