@@ -266,8 +266,12 @@ def main() -> None:
               flush=True)
         for f in r["failures"]:
             print(f"    {f['count']:>6d} x {f['signature']}: {f['detail'][:160]}", flush=True)
+    fixed = list(FIXED)
     if args.merge and Path(args.out).is_file():  # read at the end: two runs may share the file
-        results = {**json.loads(Path(args.out).read_text())["targets"], **results}
+        previous = json.loads(Path(args.out).read_text())
+        results = {**previous["targets"], **results}
+        known = {(f["target"], f["failure"]) for f in fixed}
+        fixed += [f for f in previous.get("fixed", []) if (f["target"], f["failure"]) not in known]
     out = {
         "benchmark": "fuzz",
         "command": command,
@@ -280,12 +284,12 @@ def main() -> None:
         "targets": results,
         "open_failures": sum(r["distinct_failures"] for r in results.values()),
         "cases_total": sum(r["cases"] for r in results.values()),
-        "fixed": FIXED,
+        "fixed": fixed,
     }
     from wsdeploy.atomic import atomic_write_text
 
     atomic_write_text(args.out, json.dumps(out, indent=1) + "\n")
-    print(f"wrote {args.out}: {out['open_failures']} open failures, {len(FIXED)} fixed earlier")
+    print(f"wrote {args.out}: {out['open_failures']} open failures, {len(fixed)} fixed earlier")
 
 
 if __name__ == "__main__":
