@@ -30,7 +30,7 @@ examples:
       --affinity-classifier runs/cam/model.pt --seeds runs/seeds --affinity-background \\
       sky,grass,sand,water --out-dir runs/affinity     # the random walk's affinity net
   wsdeploy train --data data/synthetic --supervision tags --method seeds-rloss --seeds runs/pseudo \\
-      --crop-size 128 --rounds 2 --relabel-crf --out-dir runs/self   # self-training: round1/, round2/
+      --crop-size 128 --rounds 2 --relabel-crf --out-dir runs/self_help   # self-training: round1/, round2/
   wsdeploy train --config run.yaml --lr 0.005
   wsdeploy train --resume runs/crf/last.pt
   torchrun --nproc_per_node 4 -m wsdeploy train --config run.yaml
