@@ -1,24 +1,32 @@
-"""Scribbles -> mask on the GrabCut-13 photographs: `wsdeploy.training.annotate` against OpenCV
-GrabCut and pydensecrf, side by side in one run, on both scribble sets.
+"""Scribbles -> mask on a folder of photographs (GrabCut-13, GrabCut-12, or any folder in their
+layout): `wsdeploy.training.annotate`'s methods against OpenCV GrabCut and pydensecrf, all
+re-run in the same process, on both scribble sets.
+
+Layout: `images/NAME.jpg`, `masks/NAME.png` (0 background, 1 foreground, 255 ignored),
+`scribbles/NAME.png` and `scribbles-dense/NAME.png` (0, 1, 255 unlabelled), and a names file
+(default `names.txt` in the folder).
 
 Score: foreground IoU per image, |pred == 1 & gt == 1| / |pred == 1 | gt == 1| over the
-pixels whose ground truth is not 255 (the dataset's unknown band), averaged over the images
-("miou" in the JSON). Time: wall time per image of each method alone (reading files
-excluded), median over the images of both sets.
+pixels whose ground truth is not 255, averaged over the images ("miou"). Time: wall and CPU
+(process) seconds per image of each method alone, reading files excluded; the CPU seconds are
+the cost at 1 thread whatever else the machine runs.
 
-Methods, all seeded by the same scribbles (0 background, 1 foreground, 255 unlabelled):
-- ours: `annotate` with its defaults (`AnnotateConfig()`), and an ablation at the same steps:
-  pCE alone (the previous default), ours without the colour loss, without the scribbled-region
-  filter, ours + each regularizer, and ours without the final dense CRF;
-- GrabCut: `cv2.grabCut`, mask initialisation (scribbles GC_BGD / GC_FGD, the rest
-  GC_PR_BGD), 5 iterations;
-- pydensecrf: `unary_from_labels(gt_prob=0.9, zero_unsure=True)` from the scribbles, the
-  library's default kernels (`CRFParams`), 10 mean-field iterations.
+Methods (`--methods`, comma-separated group names):
+- `grid`: the graph cut (`AnnotateConfig(method="graphcut")`) over the candidate grid of
+  `GRID` (deterministic: one run each); benchmarks/annotate_protocol.py picks one on one
+  folder and reports it on the other;
+- `network`: the per-image network, the previous default (`AnnotateConfig(method="network")`),
+  seeds `--seeds`; `network+cut`: the graph cut with that network's -w log p as a unary
+  (w in `NETWORK_WEIGHTS`, same seeds, the network fitted once per seed and image);
+- `baselines`: OpenCV GrabCut (mask init: strokes GC_BGD / GC_FGD, the rest GC_PR_BGD, 5
+  iterations; its GMM start is OpenCV's k-means++, so seeds 0, 1, 2 via cv2.setRNGSeed) and pydensecrf (`unary_from_labels(gt_prob=0.9, zero_unsure=True)`, the
+  library's default kernels, 10 mean-field iterations).
 
-    python benchmarks/annotate.py                       # full run, writes the JSON and figure
-    python benchmarks/annotate.py --images 2 --steps 10 --size 64 --no-ablation --out /tmp/a.json --figure ''
+Rows already in `--out` with the same settings are kept (a rerun adds only what is missing).
 
-Writes benchmarks/results/annotate_grabcut13.json and docs/annotate_grabcut13.png.
+    python benchmarks/annotate.py --data ../shared/data/grabcut13 --out benchmarks/results/annotate_grabcut13.json
+    python benchmarks/annotate.py --data ../shared/data/grabcut12 --out benchmarks/results/annotate_grabcut12.json
+    python benchmarks/annotate.py --images 1 --methods baselines,grid --grid 50:5 --out /tmp/a.json   # smoke
 """
 
 from __future__ import annotations
@@ -39,19 +47,25 @@ import torch
 
 from wsdeploy.atomic import atomic_write_text
 from wsdeploy.crf import CRFParams
-from wsdeploy.data.image_io import read_image, read_label_png, write_image
+from wsdeploy.data.image_io import read_image, read_label_png
 from wsdeploy.environment import library_versions, machine_info
 from wsdeploy.training import AnnotateConfig
 from wsdeploy.training.annotate.image import annotate
+from wsdeploy.training.annotate.graphcut import graph_cut
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "grabcut13"
 SETS = {"scribbles": "scribbles", "scribbles_dense": "scribbles-dense"}
-FIGURE_IMAGES = ("llama", "flower", "teddy", "bush")
 METRIC = ("foreground IoU per image: |pred==1 & gt==1| / |pred==1 | gt==1| over pixels with gt != 255, "
-          "averaged over the images (miou); time: wall seconds per image, median over both scribble sets")
+          "averaged over the images (miou); time: wall and CPU seconds per image, median over both sets")
+GRABCUT = "OpenCV GrabCut (5 iterations, mask init)"
+DENSECRF = "pydensecrf, unary from scribbles (10 iterations)"
+# the candidates the protocol chooses among: Potts weight x geodesic prior weight
+GRID = [{"cut_gamma": g, "cut_geodesic_weight": w} for g, w in ((50.0, 0.0), (50.0, 5.0), (50.0, 10.0), (50.0, 20.0),
+                                                                   (100.0, 5.0), (100.0, 20.0))]
+NETWORK_WEIGHTS = (1.0, 5.0)
 
-Method = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image, scribbles) -> (H, W) labels
+Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, scribbles, seed) -> labels
 
 
 def foreground_iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -62,16 +76,17 @@ def foreground_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return float((p & g).sum()) / union if union else 1.0
 
 
-def grabcut(image: np.ndarray, scribbles: np.ndarray) -> np.ndarray:
+def grabcut(image: np.ndarray, scribbles: np.ndarray, seed: int = 0) -> np.ndarray:
     mask = np.full(scribbles.shape, cv2.GC_PR_BGD, np.uint8)
     mask[scribbles == 0] = cv2.GC_BGD
     mask[scribbles == 1] = cv2.GC_FGD
     bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(seed)
     cv2.grabCut(np.ascontiguousarray(image[:, :, ::-1]), mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
     return ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
 
 
-def pydensecrf(image: np.ndarray, scribbles: np.ndarray) -> np.ndarray:
+def pydensecrf(image: np.ndarray, scribbles: np.ndarray, seed: int = 0) -> np.ndarray:
     import pydensecrf.densecrf as dcrf
     from pydensecrf.utils import unary_from_labels
 
@@ -87,28 +102,29 @@ def pydensecrf(image: np.ndarray, scribbles: np.ndarray) -> np.ndarray:
 
 
 def ours(config: AnnotateConfig) -> Method:
-    return lambda image, scribbles: annotate(image, scribbles, num_classes=2, config=config).labels
+    return lambda image, scribbles, seed: annotate(image, scribbles, num_classes=2, config=config, seed=seed).labels
 
 
-def methods(config: AnnotateConfig, *, ablation: bool) -> dict[str, Method]:
-    """Name -> method. The ablation keeps the steps: pCE alone (no colour loss, no region
-    filter: the previous default), ours without each of those two, ours plus each regularizer at
-    the library's suggested weight (crf 0.25, potts 0.25, ncut 0.1, entropy 0.1), and ours
-    without the final dense CRF."""
-    table: dict[str, Method] = {"ours": ours(config)}
-    if ablation:
-        table["ours: pCE only (no colour loss, no region filter)"] = ours(
-            replace(config, colour_loss=0.0, keep_scribbled_regions=False))
-        table["ours: no colour loss"] = ours(replace(config, colour_loss=0.0))
-        table["ours: no scribbled-region filter"] = ours(replace(config, keep_scribbled_regions=False))
-        table["ours: + dense CRF loss"] = ours(replace(config, crf_weight=0.25))
-        table["ours: + grid Potts"] = ours(replace(config, potts_weight=0.25))
-        table["ours: + normalized cut"] = ours(replace(config, ncut_weight=0.1))
-        table["ours: + entropy"] = ours(replace(config, entropy_weight=0.1))
-        table["ours: no final dense CRF"] = ours(replace(config, crf_iterations=0))
-    table["OpenCV GrabCut (5 iterations, mask init)"] = grabcut
-    table["pydensecrf, unary from scribbles (10 iterations)"] = pydensecrf
-    return table
+def grid_name(settings: dict) -> str:
+    return "graphcut " + " ".join(f"{k.removeprefix('cut_')}={v:g}" for k, v in settings.items())
+
+
+def plan(groups: list[str], seeds: list[int], grid: list[dict] = GRID) -> list[dict]:
+    """Rows to run: name, kind, settings, seeds."""
+    rows: list[dict] = []
+    if "baselines" in groups:
+        rows += [{"name": GRABCUT, "kind": "grabcut", "config": {}, "seeds": [0, 1, 2]},  # cv2.kmeans inside
+                 {"name": DENSECRF, "kind": "pydensecrf", "config": {}, "seeds": [0]}]
+    if "grid" in groups:
+        rows += [{"name": grid_name(s), "kind": "graphcut", "config": AnnotateConfig(**s).as_dict(), "seeds": [0]}
+                 for s in grid]
+    if "network" in groups:
+        rows.append({"name": "network (previous default)", "kind": "network",
+                     "config": AnnotateConfig(method="network").as_dict(), "seeds": seeds})
+    if "network+cut" in groups:
+        rows += [{"name": f"graphcut + network unary (weight {w:g})", "kind": "network+cut",
+                  "config": AnnotateConfig(cut_network_weight=w).as_dict(), "seeds": seeds} for w in NETWORK_WEIGHTS]
+    return rows
 
 
 def load(data: Path, names: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -121,125 +137,140 @@ def load(data: Path, names: list[str]) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def evaluate(table: dict[str, Method], samples: dict[str, dict[str, np.ndarray]]) -> tuple[list[dict], dict]:
-    """Run every method on every image of both sets; returns the JSON rows and the labels of
-    ours and GrabCut on the `scribbles` set (for the figure)."""
-    rows, kept = [], {}
-    for name, method in table.items():
-        row: dict = {"name": name}
-        times = []
-        for key in SETS:
+def _timed(fn: Callable[[], np.ndarray], wall: list[float], cpu: list[float]) -> np.ndarray:
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    wall.append(time.perf_counter() - t0)
+    cpu.append(time.process_time() - c0)
+    return out
+
+
+def run_row(row: dict, samples: dict) -> dict:
+    """Every image of both sets, every seed of the row: per-seed mIoU, per-image IoU, times."""
+    wall: list[float] = []
+    cpu: list[float] = []
+    out = {"name": row["name"], "kind": row["kind"], "config": row["config"], "seeds": row["seeds"]}
+    for key in SETS:
+        per_seed = {}
+        for seed in row["seeds"]:
             per_image = {}
             for image_id, s in samples.items():
-                t0 = time.perf_counter()
-                labels = method(s["image"], s[key])
-                times.append(time.perf_counter() - t0)
+                labels = _run_one(row, s["image"], s[key], seed, wall, cpu)
                 per_image[image_id] = round(foreground_iou(labels, s["gt"]), 4)
-                if key == "scribbles" and name in ("ours", "OpenCV GrabCut (5 iterations, mask init)"):
-                    kept[(name, image_id)] = labels
-            row[key] = {"miou": round(float(np.mean(list(per_image.values()))), 4), "per_image": per_image}
-        row["median_s_per_image"] = round(statistics.median(times), 3)
-        row["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
-        print(f"{name:52s} {row['scribbles']['miou']:.3f} {row['scribbles_dense']['miou']:.3f} "
-              f"{row['median_s_per_image']:.2f} s/img  load {row['loadavg_1m_after']}", flush=True)
-        rows.append(row)
-    return rows, kept
+            per_seed[str(seed)] = {"miou": round(float(np.mean(list(per_image.values()))), 4), "per_image": per_image}
+        mious = [v["miou"] for v in per_seed.values()]
+        out[key] = {"miou": round(float(np.mean(mious)), 4),
+                    "seed_std": round(float(np.std(mious)), 4), "per_seed": per_seed}
+    out["median_s_per_image"] = round(statistics.median(wall), 3)
+    out["median_cpu_s_per_image"] = round(statistics.median(cpu), 3)
+    out["max_cpu_s_per_image"] = round(max(cpu), 3)
+    out["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
+    return out
 
 
-def figure(samples: dict, kept: dict, path: Path, names: list[str]) -> None:
-    """Rows: images; columns: photo, scribbles, ours, GrabCut, ground truth (220x200 boxes)."""
-    colours = {0: (40, 40, 160), 1: (250, 200, 40), 255: (128, 128, 128)}
+def _run_one(row: dict, image: np.ndarray, scribbles: np.ndarray, seed: int, wall: list, cpu: list) -> np.ndarray:
+    kind = row["kind"]
+    if kind == "grabcut":
+        return _timed(lambda: grabcut(image, scribbles, seed), wall, cpu)
+    if kind == "pydensecrf":
+        return _timed(lambda: pydensecrf(image, scribbles, seed), wall, cpu)
+    config = AnnotateConfig.from_dict(row["config"])
+    if kind == "graphcut":
+        return _timed(lambda: ours(config)(image, scribbles, seed), wall, cpu)
+    labels, probs, net_wall, net_cpu = _network(image, scribbles, seed, config)
+    if kind == "network":
+        wall.append(net_wall)
+        cpu.append(net_cpu)
+        return labels
+    # network+cut is annotate(..., AnnotateConfig(cut_network_weight=w)): the network's fit is
+    # shared with the network row (same settings, image and seed), its time counted in full
+    unary = -config.cut_network_weight * np.log(np.clip(probs, 1e-6, 1.0)).astype(np.float64)
+    labels = _timed(lambda: graph_cut(image, scribbles, 2, config, extra_unary=unary)[0], wall, cpu)
+    wall[-1] += net_wall
+    cpu[-1] += net_cpu
+    return labels
 
-    def paint(labels: np.ndarray) -> np.ndarray:
-        out = np.zeros((*labels.shape, 3), np.uint8)
-        for value, colour in colours.items():
-            out[labels == value] = colour
-        return out
 
-    def scribbled(image: np.ndarray, scribbles: np.ndarray) -> np.ndarray:
-        out = (image * 0.6).astype(np.uint8)
-        kernel = np.ones((5, 5), np.uint8)
-        for value, colour in ((0, (60, 120, 255)), (1, (255, 60, 60))):
-            out[cv2.dilate((scribbles == value).astype(np.uint8), kernel) > 0] = colour
-        return out
+_NETWORK: dict = {}
 
-    box_w, box_h = 220, 200
 
-    def boxed(tile: np.ndarray) -> np.ndarray:
-        """Fit into box_w x box_h keeping the aspect ratio, pad white, 2 px margin."""
-        h, w = tile.shape[:2]
-        scale = min(box_w / w, box_h / h)
-        tile = cv2.resize(tile, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_NEAREST)
-        out = np.full((box_h + 4, box_w + 4, 3), 255, np.uint8)
-        y, x = (box_h + 4 - tile.shape[0]) // 2, (box_w + 4 - tile.shape[1]) // 2
-        out[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
-        return out
-
-    gc_name = "OpenCV GrabCut (5 iterations, mask init)"
-    rows = []
-    for name in names:
-        s = samples[name]
-        ours_tile, gc_tile = paint(kept[("ours", name)]), paint(kept[(gc_name, name)])
-        for tile, method in ((ours_tile, "ours"), (gc_tile, gc_name)):
-            text = f"IoU {foreground_iou(kept[(method, name)], s['gt']):.3f}"
-            size = tile.shape[0] / 400  # about 0.6 after boxing
-            cv2.putText(tile, text, (8, round(40 * size)), cv2.FONT_HERSHEY_SIMPLEX, 1.2 * size,
-                        (255, 255, 255), max(1, round(3 * size)))
-        tiles = [boxed(t) for t in (s["image"], scribbled(s["image"], s["scribbles"]), ours_tile, gc_tile,
-                                    paint(s["gt"]))]
-        rows.append(np.concatenate(tiles, 1))
-    header = np.full((28, rows[0].shape[1], 3), 255, np.uint8)
-    for i, title in enumerate(("photo", "scribbles (set 1)", "ours", "GrabCut", "ground truth")):
-        cv2.putText(header, title, (i * (box_w + 4) + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
-    write_image(path, np.concatenate([header, *rows], 0))
+def _network(image: np.ndarray, scribbles: np.ndarray, seed: int, config: AnnotateConfig) -> tuple:
+    """The network method's (labels, probs, wall s, cpu s), once per image, scribbles and seed."""
+    key = (id(image), id(scribbles), seed)
+    if key not in _NETWORK:
+        network = replace(config, method="network", cut_network_weight=0.0)
+        assert network == AnnotateConfig(method="network"), "network+cut must reuse the default network"
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = annotate(image, scribbles, num_classes=2, config=network, seed=seed)
+        _NETWORK[key] = (result.labels, result.probs, time.perf_counter() - t0, time.process_time() - c0)
+    return _NETWORK[key]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA, help="the GrabCut-13 folder")
+    parser.add_argument("--data", type=Path, default=DATA, help="a folder in the GrabCut-13 layout")
+    parser.add_argument("--names", type=Path, default=None, help="image names, one a line (default DATA/names.txt)")
     parser.add_argument("--images", type=int, default=None, help="use only the first N images (smoke test)")
-    parser.add_argument("--steps", type=int, default=None, help="override AnnotateConfig.steps (smoke test)")
-    parser.add_argument("--size", type=int, default=None, help="override AnnotateConfig.size (smoke test)")
-    parser.add_argument("--no-ablation", action="store_true", help="run only ours and the two baselines")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: on the shared 2-core machine, 2 threads stalled "
-                             "each other under load; pydensecrf and GrabCut are single-threaded too)")
+    parser.add_argument("--methods", default="baselines,grid,network,network+cut",
+                        help="comma-separated groups: baselines, grid, network, network+cut")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of the stochastic methods (the network)")
+    parser.add_argument("--grid", default=None,
+                        help="graph-cut candidates as GAMMA:GEODESIC_WEIGHT,... (default: the GRID above)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "annotate_grabcut13.json")
-    parser.add_argument("--figure", default=str(ROOT / "docs" / "annotate_grabcut13.png"),
-                        help="figure PNG path ('' for none)")
     args = parser.parse_args(argv)
-    args.command = " ".join(["python benchmarks/annotate.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python benchmarks/annotate.py", *(sys.argv[1:] if argv is None else argv)])
+    groups = [g.strip() for g in args.methods.split(",") if g.strip()]
+    unknown = sorted(set(groups) - {"grid", "network", "network+cut", "baselines"})
+    if unknown:
+        parser.error(f"unknown method group(s) {unknown}; choose from grid, network, network+cut, baselines")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    grid = GRID if args.grid is None else [
+        {"cut_gamma": float(g), "cut_geodesic_weight": float(w)} for g, w in (c.split(":") for c in args.grid.split(","))]
+    names_file = args.names or args.data / "names.txt"
+    if not names_file.is_file():
+        parser.error(f"no names file {names_file}")
+    names = names_file.read_text().split()[: args.images]
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
     try:
-        return _run(args)
+        return _run(args, command, names, plan(groups, seeds, grid))
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(args: argparse.Namespace) -> int:
-    names = (args.data / "names.txt").read_text().split()[: args.images]
+def _run(args: argparse.Namespace, command: str, names: list[str], rows: list[dict]) -> int:
     samples = load(args.data, names)
-    overrides = {"steps": args.steps, "size": args.size}
-    config = AnnotateConfig(**{k: v for k, v in overrides.items() if v is not None})
-    load_before = os.getloadavg()
-    rows, kept = evaluate(methods(config, ablation=not args.no_ablation), samples)
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    done = {r["name"]: r for r in previous.get("methods", [])
+            if previous.get("images") == names and "kind" in r}  # rows of this script's format
     result = {
-        "benchmark": "annotate_grabcut13",
-        "command": args.command,
+        "benchmark": "annotate",
+        "data": str(args.data.resolve().relative_to(ROOT.parent)) if args.data.resolve().is_relative_to(ROOT.parent)
+        else str(args.data),
+        "commands": sorted(set(previous.get("commands", [])) | {command}) if done else [command],
         "metric": METRIC,
         "images": names,
-        "config": config.as_dict(),
-        "machine": machine_info() | {"loadavg_before": [round(v, 2) for v in load_before],
-                                      "loadavg_after": [round(v, 2) for v in os.getloadavg()]},
-        "versions": library_versions(("pydensecrf2",)),
-        "methods": rows,
+        "threads": args.threads,
+        "machine": machine_info(),
+        "versions": library_versions(("pydensecrf2", "PyMaxflow", "scipy")),
+        "methods": [],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    if args.figure:
-        figure(samples, kept, Path(args.figure), [n for n in FIGURE_IMAGES if n in samples] or names[:4])
-    print(f"wrote {args.out}" + (f" and {args.figure}" if args.figure else ""))
+    for row in rows:
+        old = done.get(row["name"])
+        if old is not None and old["config"] == row["config"] and old["seeds"] == row["seeds"]:
+            out = old
+        else:
+            out = run_row(row, samples)
+            print(f"{row['name']:52s} {out['scribbles']['miou']:.3f} {out['scribbles_dense']['miou']:.3f} "
+                  f"{out['median_s_per_image']:.2f} s, {out['median_cpu_s_per_image']:.2f} cpu-s/img  "
+                  f"load {out['loadavg_1m_after']}", flush=True)
+        result["methods"] = [r for r in result["methods"] if r["name"] != row["name"]] + [out]
+        kept = [r for n, r in done.items() if n not in {x["name"] for x in result["methods"]}]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, json.dumps(result | {"methods": result["methods"] + kept}, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -21,7 +21,7 @@ from wsdeploy.training.losses.dense import loss_kernel
 
 ROOT = Path(__file__).resolve().parents[2]
 GRABCUT = ROOT.parent / "shared" / "data" / "grabcut13"
-FAST = AnnotateConfig(size=32, steps=40, crf_iterations=2, crf_weight=0.25)
+FAST = AnnotateConfig(method="network", size=32, steps=40, crf_iterations=2, crf_weight=0.25)
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +63,7 @@ def test_three_classes_and_the_same_seed_gives_the_same_result():
     scribbles[scribbles == 1] = 255
     scribbles[8:16, 21] = 1
     scribbles[8:16, 30] = 2
-    config = AnnotateConfig(size=36, steps=60)
+    config = AnnotateConfig(method="network", size=36, steps=60)
     a = annotate(image, scribbles, config=config, seed=1)
     b = annotate(image, scribbles, config=config, seed=1)
     assert (a.labels == truth).mean() > 0.97
@@ -143,13 +143,20 @@ def test_cli_one_image(tmp_path, capsys):
     write_image(tmp_path / "a.png", image)
     write_label_png(tmp_path / "a_scr.png", scribbles)
     code = _cli([str(tmp_path / "a.png"), "--scribbles", str(tmp_path / "a_scr.png"), "--out",
-                 str(tmp_path / "m.png"), "--overlay", str(tmp_path / "o.png"), "--size", "32", "--steps", "40"])
+                 str(tmp_path / "m.png"), "--overlay", str(tmp_path / "o.png"), "--method", "network", "--size", "32",
+                 "--steps", "40"])
     assert code == 0
     assert (read_label_png(tmp_path / "m.png") == truth).mean() == 1.0
     assert (tmp_path / "o.png").is_file()
     assert json.loads(capsys.readouterr().out.splitlines()[0])["classes"] == 2
     with pytest.raises(ValueError, match="needs --scribbles"):
         _cli([str(tmp_path / "a.png"), "--out", str(tmp_path / "m.png")])
+    with pytest.raises(ValueError, match="add --method network"):
+        _cli([str(tmp_path / "a.png"), "--scribbles", str(tmp_path / "a_scr.png"), "--out", str(tmp_path / "m.png"),
+              "--steps", "3"])
+    assert _cli([str(tmp_path / "a.png"), "--scribbles", str(tmp_path / "a_scr.png"), "--out",
+                 str(tmp_path / "g.png")]) == 0  # the default graph cut
+    assert (read_label_png(tmp_path / "g.png") == truth).mean() == 1.0
 
 
 def test_cli_dataset_folder_writes_masks_and_refuses_to_overwrite(tmp_path):
@@ -159,7 +166,7 @@ def test_cli_dataset_folder_writes_masks_and_refuses_to_overwrite(tmp_path):
         write_image(root / "images" / f"{name}.png", image)
     write_label_png(root / "scribbles" / "x.png", scribbles)  # y has no scribbles
     (root / "classes.txt").write_text("background\nobject\n")
-    args = [str(root), "--size", "32", "--steps", "40"]
+    args = [str(root)]  # the default graph cut
     assert _cli(args) == 0
     assert (read_label_png(root / "masks" / "x.png") == truth).mean() == 1.0
     assert not (root / "masks" / "y.png").exists()
@@ -170,21 +177,36 @@ def test_cli_dataset_folder_writes_masks_and_refuses_to_overwrite(tmp_path):
     assert (tmp_path / "elsewhere" / "x.png").is_file()
 
 
-def test_benchmark_smoke(tmp_path):
-    """benchmarks/annotate.py at reduced size: 2 images, few steps, no ablation (< 20 s)."""
+def test_benchmark_and_protocol_smoke(tmp_path):
+    """benchmarks/annotate.py on one image (GrabCut, pydensecrf, one graph cut), then
+    benchmarks/annotate_protocol.py on two copies of its output."""
     if not (GRABCUT / "names.txt").is_file():
         pytest.skip(f"GrabCut-13 data not found at {GRABCUT}")
     pytest.importorskip("pydensecrf.densecrf")
-    spec = importlib.util.spec_from_file_location("bench_annotate", ROOT / "benchmarks" / "annotate.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    out, fig = tmp_path / "a.json", tmp_path / "a.png"
-    assert bench.main(["--images", "2", "--steps", "10", "--size", "64", "--no-ablation",
-                       "--out", str(out), "--figure", str(fig)]) == 0
+    pytest.importorskip("maxflow")
+    bench, protocol = (_load_script(name) for name in ("annotate", "annotate_protocol"))
+    out = tmp_path / "a.json"
+    assert bench.main(["--images", "1", "--methods", "baselines,grid", "--grid", "50:5", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert {"machine", "versions", "methods", "metric", "command"} <= set(result)
-    assert len(result["methods"]) == 3
+    assert {"machine", "versions", "methods", "metric", "commands", "threads"} <= set(result)
+    assert [r["kind"] for r in result["methods"]] == ["grabcut", "pydensecrf", "graphcut"]
     for row in result["methods"]:
-        assert set(row["scribbles"]["per_image"]) == set(result["images"])
-        assert 0.0 <= row["scribbles_dense"]["miou"] <= 1.0 and row["median_s_per_image"] > 0
-    assert fig.is_file()
+        assert set(row["scribbles"]["per_seed"]["0"]["per_image"]) == set(result["images"])
+        assert 0.0 <= row["scribbles_dense"]["miou"] <= 1.0 and row["median_cpu_s_per_image"] >= 0
+    assert len(result["methods"][0]["scribbles"]["per_seed"]) == 3  # GrabCut: three seeds
+    again = out.stat().st_mtime_ns
+    assert bench.main(["--images", "1", "--methods", "grid", "--grid", "50:5", "--out", str(out)]) == 0
+    assert len(json.loads(out.read_text())["methods"]) == 3 and out.stat().st_mtime_ns >= again  # reused rows
+    b = tmp_path / "b.json"
+    b.write_text(out.read_text())
+    assert protocol.main(["--a", str(out), "--b", str(b), "--out", str(tmp_path / "p.json")]) == 0
+    p = json.loads((tmp_path / "p.json").read_text())
+    assert [d["chosen"] for d in p["directions"]] == ["graphcut gamma=50 geodesic_weight=5"] * 2
+    assert set(p["pooled"]) == {r["name"] for r in result["methods"]}
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -80,10 +80,10 @@ def test_keep_scribbled_regions_relabels_unscribbled_regions():
 
 def test_colour_loss_is_reported_and_settings_are_checked():
     image, scribbles, truth = two_halves()
-    result = annotate(image, scribbles, config=AnnotateConfig(size=32, steps=30, crf_iterations=2))
+    result = annotate(image, scribbles, config=AnnotateConfig(method="network", size=32, steps=30, crf_iterations=2))
     assert "colour" in result.losses
     assert (result.labels == truth).mean() == 1.0
-    off = annotate(image, scribbles, config=AnnotateConfig(size=32, steps=30, crf_iterations=2, colour_loss=0.0))
+    off = annotate(image, scribbles, config=AnnotateConfig(method="network", size=32, steps=30, crf_iterations=2, colour_loss=0.0))
     assert "colour" not in off.losses
     with pytest.raises(TypeError, match="keep_scribbled_regions must be a bool"):
         AnnotateConfig(keep_scribbled_regions=1)

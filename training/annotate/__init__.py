@@ -4,9 +4,12 @@
     result = annotate("photo.jpg", "photo_scribbles.png")   # or arrays
     result.labels      # (H, W) uint8 class indices at the image's resolution
 
-Rooms: ``config`` (`AnnotateConfig`), ``colour`` (per-class Gaussian mixtures fitted on the
-strokes), ``model`` (the small per-image network and its input features), ``image`` (the method itself: `annotate`,
-`AnnotateResult`).
+Rooms: ``config`` (`AnnotateConfig`), ``image`` (`annotate`, `AnnotateResult`, the input
+checks, and the network method); the graph cut, the default: ``graphcut`` (the iterated
+method and its warm start), ``grid`` (the contrast-sensitive Potts energy, max-flow and
+alpha-expansion), ``mixture`` (per-class RGB Gaussian mixtures, refitted each iteration),
+``geodesic`` (the location prior); the network method: ``colour`` (its colour model),
+``model`` (the small per-image network and its input features).
 
 This package is callable: ``wsdeploy.training.annotate(...)`` is
 ``wsdeploy.training.annotate.image.annotate(...)``. Python binds a sub-package to its parent's

@@ -37,24 +37,40 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from wsdeploy.settings import real_number, settings_from_mapping
 
 __all__ = ["AnnotateConfig"]
 
-_INTS = ("size", "steps", "width", "depth", "crf_iterations", "colour_components")
+METHODS = ("graphcut", "network")
+_INTS = ("size", "steps", "width", "depth", "crf_iterations", "colour_components", "cut_size",
+         "cut_iterations", "cut_em_iterations", "cut_components")
 _NONNEG = ("crf_weight", "potts_weight", "ncut_weight", "entropy_weight", "coord_scale",
-           "scribble_confidence", "colour_loss")
+           "scribble_confidence", "colour_loss", "cut_gamma", "cut_geodesic_weight", "cut_geodesic_colour",
+           "cut_network_weight")
 _POSITIVE = ("lr", "sigma_xy", "sigma_rgb", "potts_sigma_rgb")
 
 
 @dataclass(frozen=True)
 class AnnotateConfig:
-    """How `annotate` fits its model to one image and refines the result.
+    """How `annotate` turns the scribbles of one image into a mask.
 
     Args:
+        method: "graphcut" (`graphcut`: iterated colour-model graph cut by max-flow, the
+            default; the `cut_*` fields) or "network" (the per-image network of `image`, the
+            previous default; every other field).
+        cut_size: long side of the graph cut's working resolution for its iterations, >= 8
+            (the last cut runs at the image's own size).
+        cut_gamma: weight of the contrast-sensitive Potts term (GrabCut's gamma), >= 0.
+        cut_iterations: at most this many cuts (refitting the colour models between them), >= 1.
+        cut_em_iterations: EM iterations of each colour-model refit, >= 0.
+        cut_components: Gaussians per class of the graph cut's colour models, >= 1.
+        cut_geodesic_weight: weight of the geodesic location prior d_c / sum d (0 = off), >= 0.
+        cut_geodesic_colour: path cost per unit of RGB difference in that distance, >= 0.
+        cut_network_weight: > 0 fits the per-image network first (the network fields below)
+            and adds -cut_network_weight * log(its probabilities) to the unary, >= 0.
         size: working resolution, the long side in pixels (the short side keeps the aspect
             ratio); images smaller than this are used as they are. >= 8.
         steps: Adam steps, >= 1.
@@ -85,6 +101,15 @@ class AnnotateConfig:
             of interactive segmentation: each object is touched by its strokes).
     """
 
+    method: str = "graphcut"  # or "network" (the previous default)
+    cut_size: int = 160  # long side of the graph cut's iterations, px
+    cut_gamma: float = 50.0  # contrast-sensitive Potts weight (GrabCut's)
+    cut_iterations: int = 10  # cuts at most
+    cut_em_iterations: int = 3  # EM iterations per colour-model refit
+    cut_components: int = 5  # Gaussians per class
+    cut_geodesic_weight: float = 5.0  # geodesic location prior, 0 = off
+    cut_geodesic_colour: float = 1.0  # its path cost per RGB unit
+    cut_network_weight: float = 0.0  # the per-image network's -log p as one more unary, 0 = off
     size: int = 160  # long side of the working resolution, px
     steps: int = 100  # Adam steps
     lr: float = 0.01
@@ -109,7 +134,10 @@ class AnnotateConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        minimum = {"size": 8, "steps": 1, "width": 1, "depth": 1, "crf_iterations": 0, "colour_components": 0}
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {self.method!r}")
+        minimum = {"size": 8, "steps": 1, "width": 1, "depth": 1, "crf_iterations": 0, "colour_components": 0,
+                   "cut_size": 8, "cut_iterations": 1, "cut_em_iterations": 0, "cut_components": 1}
         for name, low in minimum.items():
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
@@ -123,6 +151,14 @@ class AnnotateConfig:
             raise TypeError(f"keep_scribbled_regions must be a bool, got {type(self.keep_scribbled_regions).__name__}")
         if not (self.scribble_confidence == 0 or 0 < self.scribble_confidence < 1):
             raise ValueError(f"scribble_confidence must be 0 or in (0, 1), got {self.scribble_confidence}")
+        if self.method == "graphcut" and self.cut_network_weight == 0:
+            changed = [f.name for f in fields(self) if not f.name.startswith("cut_") and f.name != "method"
+                       and getattr(self, f.name) != f.default]
+            if changed:  # they would be ignored: say so instead of silently running the graph cut
+                raise ValueError(
+                    f"{changed} set the per-image network, which method='graphcut' does not use; "
+                    f"pass method='network' (the previous default) or cut_network_weight > 0"
+                )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AnnotateConfig:

@@ -1,13 +1,17 @@
-"""Scribbles on one photograph -> a full mask: fit a small network to the image with partial
-cross-entropy on the scribbled pixels plus a colour-model term on all of them, refine with the
-dense CRF, and drop regions that no stroke of their class touches.
+"""Scribbles on one photograph -> a full mask, by one of two methods (`AnnotateConfig.method`):
 
     from wsdeploy.training import annotate
     result = annotate("photo.jpg", "photo_scribbles.png")   # or arrays
     result.labels      # (H, W) uint8 class indices at the image's resolution
     result.probs       # (K, H, W) float32
+    result = annotate(image, more_scribbles, previous=result)   # after one more stroke: warm start
 
-The method (Tang et al., "On Regularized Losses for Weakly-supervised CNN Segmentation", ECCV
+- "graphcut" (the default, `graphcut`): GrabCut's iterated colour-model graph cut by max-flow,
+  seeded by the strokes, with a geodesic location prior; deterministic, K >= 2 (alpha-expansion
+  beyond two classes), warm-startable;
+- "network" (the previous default, below): a small network fitted to the one image.
+
+The network method (Tang et al., "On Regularized Losses for Weakly-supervised CNN Segmentation", ECCV
 2018, applied to a single image, from random initialisation; no pretrained weights):
 
 1. Fit a Gaussian mixture per class to the colours of its scribbled pixels (`colour`,
@@ -54,6 +58,7 @@ from wsdeploy.data.image_io import ImageInput, read_image, read_label_png
 
 from wsdeploy.training.annotate.colour import ColourModel, colour_log_posterior, fit_colour_model
 from wsdeploy.training.annotate.config import AnnotateConfig
+from wsdeploy.training.annotate.graphcut import CutState, graph_cut
 from wsdeploy.training.annotate.model import AnnotateNet, input_features
 from wsdeploy.training.losses.dense import dense_crf_loss, loss_kernel, normalized_cut_loss
 from wsdeploy.training.losses.grid import grid_potts_loss
@@ -74,13 +79,17 @@ class AnnotateResult:
         labels: (H, W) uint8 class indices at the image's resolution.
         probs: (K, H, W) float32 probabilities (after the CRF when it ran), sum to 1 over K.
         seconds: wall time of the call (reading inputs excluded).
-        losses: the last step's loss terms, e.g. {"pce": 0.01, "crf": 0.03, "total": 0.04}.
+        losses: the network's last loss terms, e.g. {"pce": 0.01, "crf": 0.03, "total": 0.04};
+            the graph cut's final energy and number of cuts, {"energy": ..., "cuts": ...}.
+        state: the graph cut's `CutState` (pass the result as `previous=` to warm-start after
+            adding a stroke; its `energies` trace the fit), None for the network.
     """
 
     labels: np.ndarray
     probs: np.ndarray
     seconds: float
     losses: dict[str, float] = field(default_factory=dict)
+    state: CutState | None = None
 
 
 def check_scribbles(
@@ -112,9 +121,10 @@ def check_scribbles(
         raise ValueError(f"scribbles have no labelled pixel: every value is {IGNORE_LABEL} (unlabelled)")
     values = np.unique(scribbles[labelled])
     if values.size < 2:
+        only = int(values[0])
         raise ValueError(
-            f"scribbles label a single class ({int(values[0])}); mark at least two classes "
-            f"(e.g. foreground 1 and background 0)"
+            f"scribbles label a single class ({only}{': no foreground stroke' if only == 0 else ''}); "
+            f"mark at least two classes (e.g. foreground 1 and background 0)"
         )
     if num_classes is None:
         num_classes = int(values.max()) + 1
@@ -140,6 +150,7 @@ def annotate(
     features: np.ndarray | torch.Tensor | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    previous: AnnotateResult | None = None,
 ) -> AnnotateResult:
     """Turn scribbles on one image into a dense mask (see the module docstring for the method).
 
@@ -153,15 +164,19 @@ def annotate(
             a trained segmenter's), resized to the working resolution and fed to the network
             with the colour and position.
         device: "cpu", "cuda[:N]" or "auto" (CUDA when available).
-        seed: seeds the network's initialisation; the same seed gives the same result on the
-            same device.
+        seed: seeds the network's initialisation, or the graph cut's colour-model start; the
+            same seed gives the same result on the same device.
+        previous: graph cut only: the result of an earlier call on the same photograph with
+            fewer strokes; the fit starts from its colour models and reuses its pairwise
+            weights (an incremental update after the user adds a stroke).
 
     Returns:
         AnnotateResult with labels (H, W) uint8 and probs (K, H, W) float32.
 
     Raises:
         ValueError / TypeError: bad scribbles (see `check_scribbles`), a bad image, features
-            that are not (C, h, w), an unknown device.
+            that are not (C, h, w), an unknown device, features or previous= with a method
+            that does not take them, previous= from another photograph.
     """
     cfg = AnnotateConfig() if config is None else config
     if not isinstance(cfg, AnnotateConfig):
@@ -171,16 +186,42 @@ def annotate(
     k = check_scribbles(labels_in, rgb.shape[:2], num_classes=num_classes)
     dev = resolve_device(device)
     extra = _check_features(features)
+    if cfg.method == "network":
+        if previous is not None:
+            raise ValueError("previous= warm-starts the graph cut; the network method has no warm start")
+        t0 = time.perf_counter()
+        labels, probs, losses = _network(rgb, labels_in, k, cfg, dev, extra, seed)
+        return AnnotateResult(labels=labels, probs=probs, seconds=time.perf_counter() - t0, losses=losses)
+    if extra is not None:
+        raise ValueError("features= feeds the network; use AnnotateConfig(method='network') with it")
+    if previous is not None and not isinstance(getattr(previous, "state", None), CutState):
+        raise ValueError("previous= must be an AnnotateResult of the graph cut (its state is None)")
     t0 = time.perf_counter()
+    network_unary = None
+    if cfg.cut_network_weight > 0:  # the per-image network's probabilities as one more unary
+        _, net_probs, _ = _network(rgb, labels_in, k, cfg, dev, None, seed)
+        network_unary = -cfg.cut_network_weight * np.log(np.clip(net_probs, 1e-6, 1.0)).astype(np.float64)
+    labels, probs, state, losses = graph_cut(rgb, labels_in.astype(np.uint8), k, cfg, seed=seed,
+                                             previous=None if previous is None else previous.state,
+                                             extra_unary=network_unary)
+    return AnnotateResult(labels=labels, probs=probs, seconds=time.perf_counter() - t0, losses=losses,
+                          state=state)
+
+
+def _network(
+    rgb: np.ndarray, scribbles: np.ndarray, k: int, cfg: AnnotateConfig, dev: torch.device,
+    extra: torch.Tensor | None, seed: int,
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """The network method: labels (H, W) uint8, probs (K, H, W) float32, the last losses."""
     colour = None
     if cfg.colour_components > 0 and cfg.colour_loss > 0:
-        colour = fit_colour_model(rgb, labels_in, num_classes=k, components=cfg.colour_components, seed=seed)
-    logits, losses = _fit(rgb, labels_in, k, cfg, dev, extra, seed, colour)  # (1, K, h, w)
-    probs = _refine(rgb, labels_in, logits, cfg)  # (K, H, W) float32
+        colour = fit_colour_model(rgb, scribbles, num_classes=k, components=cfg.colour_components, seed=seed)
+    logits, losses = _fit(rgb, scribbles, k, cfg, dev, extra, seed, colour)  # (1, K, h, w)
+    probs = _refine(rgb, scribbles, logits, cfg)  # (K, H, W) float32
     labels = probs.argmax(0).astype(np.uint8)
     if cfg.keep_scribbled_regions:
-        labels = keep_scribbled_regions(labels, labels_in, probs)
-    return AnnotateResult(labels=labels, probs=probs, seconds=time.perf_counter() - t0, losses=losses)
+        labels = keep_scribbled_regions(labels, scribbles, probs)
+    return labels, probs, losses
 
 
 def keep_scribbled_regions(labels: np.ndarray, scribbles: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -33,17 +33,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     many.add_argument("--out-dir", default=None, help="folder for the masks (default: DATASET/masks)")
     many.add_argument("--overwrite", action="store_true", help="replace masks that already exist")
     method = parser.add_argument_group("method (defaults: wsdeploy.training.AnnotateConfig)")
-    method.add_argument("--steps", type=int, default=None, help="optimisation steps per image")
-    method.add_argument("--size", type=int, default=None, help="working resolution, long side in pixels")
-    method.add_argument("--crf-iterations", type=int, default=None, help="dense-CRF iterations at full resolution (0 = off)")
+    method.add_argument("--method", choices=("graphcut", "network"), default=None,
+                        help="graphcut (default: iterated colour-model graph cut with a geodesic prior) "
+                             "or network (the per-image network, the previous default)")
+    method.add_argument("--steps", type=int, default=None, help="network: optimisation steps per image")
+    method.add_argument("--size", type=int, default=None, help="network: working resolution, long side in pixels")
+    method.add_argument("--crf-iterations", type=int, default=None,
+                        help="network: dense-CRF iterations at full resolution (0 = off)")
     method.add_argument("--device", default="cpu", help="'cpu' (default), 'cuda[:N]' or 'auto'")
-    method.add_argument("--seed", type=int, default=0, help="network initialisation seed (default 0)")
+    method.add_argument("--seed", type=int, default=0, help="network initialisation seed (default 0; the graph cut is deterministic)")
 
 
 def _config(args: argparse.Namespace):
     from wsdeploy.training.annotate.config import AnnotateConfig
 
-    chosen = {"steps": args.steps, "size": args.size, "crf_iterations": args.crf_iterations}
+    chosen = {"method": args.method, "steps": args.steps, "size": args.size, "crf_iterations": args.crf_iterations}
+    if args.method != "network" and any(v is not None for k, v in chosen.items() if k != "method"):
+        raise ValueError("--steps, --size and --crf-iterations set the network; add --method network")
     return AnnotateConfig(**{k: v for k, v in chosen.items() if v is not None})
 
 

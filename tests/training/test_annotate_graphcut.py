@@ -1,0 +1,181 @@
+"""annotate's graph cut: the max-flow minimiser against brute force, alpha-expansion, the
+monotone energy of the iterations, the warm start against a fresh run, the colour mixtures and
+the geodesic prior, and clear errors on bad input."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+pytest.importorskip("maxflow")
+
+from wsdeploy.training import AnnotateConfig, annotate  # noqa: E402
+from wsdeploy.training.annotate.geodesic import geodesic_distances, geodesic_prior, stroke_pixels  # noqa: E402
+from wsdeploy.training.annotate.grid import binary_cut, contrast_weights, energy, expansion, minimise  # noqa: E402
+from wsdeploy.training.annotate.mixture import Mixtures, fit_mixtures, log_likelihood  # noqa: E402
+
+from tests.training.test_annotate import two_halves  # noqa: E402
+
+
+def disc_scene(size: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A noisy textured disc (class 1) on a noisy background (class 0), overlapping colours;
+    two short strokes."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    truth = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (size / 3.2) ** 2).astype(np.uint8)
+    base = np.where(truth[..., None] == 1, [150, 110, 60], [90, 120, 150]).astype(np.float64)
+    image = (base + rng.normal(0, 15, base.shape)).clip(0, 255).astype(np.uint8)
+    scribbles = np.full((size, size), 255, np.uint8)
+    scribbles[size // 2, size // 2 - 3: size // 2 + 3] = 1
+    scribbles[2:size - 2, 2] = 0
+    return image, scribbles, truth
+
+
+def test_binary_cut_is_the_exact_minimiser():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (3, 4, 3)).astype(np.uint8)
+    unary = rng.normal(0, 3, (2, 3, 4))
+    edges = contrast_weights(image, gamma=4.0)
+    best = min(energy(np.array(bits, np.uint8).reshape(3, 4), unary, edges)
+               for bits in itertools.product((0, 1), repeat=12))
+    assert energy(binary_cut(unary, edges), unary, edges) == pytest.approx(best, abs=1e-9)
+
+
+def test_expansion_moves_never_raise_the_energy_and_find_three_regions():
+    rng = np.random.default_rng(2)
+    truth = np.zeros((12, 18), np.int64)
+    truth[:, 6:] = 1
+    truth[:, 12:] = 2
+    unary = rng.normal(0, 1.0, (3, 12, 18)) + 2.0 * (np.arange(3)[:, None, None] != truth)
+    edges = contrast_weights(np.zeros((12, 18, 3), np.uint8), gamma=1.0)
+    labels = unary.argmin(0).astype(np.uint8)
+    e = energy(labels, unary, edges)
+    for alpha in (0, 1, 2, 0, 1, 2):
+        labels = expansion(labels, alpha, unary, edges)
+        e_new = energy(labels, unary, edges)
+        assert e_new <= e + 1e-9
+        e = e_new
+    assert (minimise(unary, edges) == truth).mean() > 0.97
+
+
+def test_iterations_lower_the_energy_monotonically_on_a_small_image():
+    image, scribbles, truth = disc_scene()
+    result = annotate(image, scribbles, config=AnnotateConfig(cut_size=40))
+    energies = result.state.energies
+    assert len(energies) >= 2
+    assert all(b <= a for a, b in zip(energies, energies[1:]))
+    assert (result.labels == truth).mean() > 0.9
+
+
+def test_separable_image_and_three_classes():
+    image, scribbles, truth = two_halves()
+    result = annotate(image, scribbles)
+    assert (result.labels == truth).all() and result.labels.dtype == np.uint8
+    assert result.probs.shape == (2, *truth.shape) and result.probs.dtype == np.float32
+    np.testing.assert_allclose(result.probs.sum(0), 1.0, atol=1e-5)
+    image, scribbles, truth = two_halves(24, 36)
+    image[:, 24:] = [40, 200, 40]
+    truth[:, 24:] = 2
+    scribbles[scribbles == 1] = 255
+    scribbles[8:16, 21] = 1
+    scribbles[8:16, 30] = 2
+    result = annotate(image, scribbles)
+    assert (result.labels == truth).mean() > 0.97
+    assert result.probs.shape[0] == 3
+
+
+def test_warm_start_after_one_more_stroke_equals_a_fresh_run():
+    image, scribbles, _ = disc_scene(48, seed=3)
+    first = annotate(image, scribbles, config=AnnotateConfig(cut_size=48))
+    more = scribbles.copy()
+    more[10:38, 45] = 0  # one more background stroke
+    warm = annotate(image, more, config=AnnotateConfig(cut_size=48), previous=first)
+    fresh = annotate(image, more, config=AnnotateConfig(cut_size=48))
+    np.testing.assert_array_equal(warm.labels, fresh.labels)
+    # the colour models reach the same labels from two starts; EM leaves them a hair apart
+    assert warm.state.energies[-1] == pytest.approx(fresh.state.energies[-1], rel=1e-3)
+    assert len(warm.state.energies) <= len(fresh.state.energies)
+
+
+def test_graph_cut_is_deterministic():
+    image, scribbles, _ = disc_scene()
+    a = annotate(image, scribbles, seed=0)
+    b = annotate(image, scribbles, seed=5)
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda s: s[:, :-2], r"expected shape \(H, W\) = \(40, 40\), got \(40, 38\)"),
+        (lambda s: np.where(s == 1, 255, s).astype(np.uint8), "no foreground stroke"),
+        (lambda s: np.where(s == 0, 1, s).astype(np.uint8), "single class"),
+    ],
+    ids=["other-size", "no-foreground", "one-class"],
+)
+def test_bad_inputs_give_clear_errors(edit, match):
+    image, scribbles, _ = disc_scene()
+    with pytest.raises(ValueError, match=match):
+        annotate(image, edit(scribbles))
+
+
+def test_warm_start_and_features_are_refused_where_they_do_not_apply():
+    image, scribbles, _ = disc_scene()
+    first = annotate(image, scribbles)
+    other = image[:, ::-1].copy()
+    with pytest.raises(ValueError, match="state of another photograph"):
+        annotate(other, scribbles, previous=first)
+    with pytest.raises(ValueError, match="method='network'"):
+        annotate(image, scribbles, features=np.zeros((1, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="method must be one of"):
+        AnnotateConfig(method="grabcut")
+    with pytest.raises(ValueError, match=r"\['size', 'steps'\] set the per-image network"):
+        AnnotateConfig(steps=50, size=64)  # ignored by the graph cut: refused, not silently dropped
+
+
+def test_mixture_log_likelihood_is_the_gaussian_density():
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(2, 3, 3, 3))
+    covs = a @ np.swapaxes(a, -1, -2) * 50 + np.eye(3) * 20
+    mix = Mixtures(weights=np.array([[0.2, 0.8, 0.0], [0.5, 0.3, 0.2]]),
+                   means=rng.uniform(0, 255, (2, 3, 3)), covs=covs)
+    image = rng.integers(0, 255, (4, 5, 3)).astype(np.uint8)
+    x = image.reshape(-1, 3).astype(np.float64)
+    expect = np.zeros((2, 20))
+    for c in range(2):
+        for j in range(3):
+            d = x - mix.means[c, j]
+            q = np.einsum("ni,ij,nj->n", d, np.linalg.inv(covs[c, j]), d)
+            expect[c] += mix.weights[c, j] * np.exp(-0.5 * q) / np.sqrt((2 * np.pi) ** 3 * np.linalg.det(covs[c, j]))
+    np.testing.assert_allclose(log_likelihood(mix, image).reshape(2, -1), np.log(expect), rtol=1e-9)
+
+
+def test_mixture_fit_separates_two_colours_and_warm_start_keeps_it():
+    image, scribbles, truth = two_halves()
+    mix = fit_mixtures(image, truth, num_classes=2, components=3, iterations=5)
+    assert (log_likelihood(mix, image).argmax(0) == truth).all()
+    again = fit_mixtures(image, truth, num_classes=2, components=3, iterations=2, init=mix)
+    assert (log_likelihood(again, image).argmax(0) == truth).all()
+
+
+def test_geodesic_distance_is_zero_on_strokes_and_grows_across_an_edge():
+    image, scribbles, truth = two_halves(32, 64)
+    d = geodesic_distances(image, scribbles, num_classes=2, size=64)
+    assert d.shape == (2, 32, 64)
+    assert (d[0][scribbles == 0] < 1e-3).all() and (d[1][scribbles == 1] < 1e-3).all()
+    # crossing the red/blue edge costs ~230 RGB units: every pixel of the other half is
+    # farther than any pixel of the stroke's own half
+    assert d[0][truth == 1].min() > d[0][truth == 0].max()
+    assert d[1][truth == 0].min() > d[1][truth == 1].max()
+    prior = geodesic_prior(d, weight=2.0)
+    assert prior.min() >= 0 and prior.max() <= 2.0 + 1e-9
+    assert (prior[0][truth == 0] < prior[1][truth == 0]).mean() > 0.95
+
+
+def test_stroke_pixels_keep_every_stroke_on_a_coarse_grid():
+    scribbles = np.full((100, 100), 255, np.uint8)
+    scribbles[50, 3:97] = 1  # a one-pixel line
+    scribbles[7, 7] = 0
+    small = stroke_pixels(scribbles, (10, 10))
+    assert (small[5] == 1).sum() == 10 and small[0, 0] == 0

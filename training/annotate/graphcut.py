@@ -1,0 +1,186 @@
+"""The graph-cut method of `annotate`: GrabCut's iterated colour-model graph cut, seeded by the
+strokes instead of a box, with an optional geodesic location prior.
+
+    E(x; theta) = sum_p [-log p(I_p | theta_{x_p}) + prior_{x_p}(p) + hard_{x_p}(p)]
+                  + sum_{p~q} gamma / |p - q| exp(-beta |I_p - I_q|^2) [x_p != x_q]
+
+- theta: one RGB Gaussian mixture per class (`mixture`), first fitted on that class's strokes
+  only. GrabCut (and OpenCV's `grabCut` with a mask) also fits the background on every
+  unlabelled pixel, which lets the object's own colours into the background model when the
+  strokes are short;
+- hard: the strokes are kept (`_HARD` on every other class at a scribbled pixel);
+- prior: `geodesic.geodesic_prior`, cfg.cut_geodesic_weight * d_c / sum d (0 = off);
+- pairwise: `grid.contrast_weights`, 8-connected.
+
+Bound-optimisation / block-coordinate descent on (x, theta), as GrabCut: cut x with theta
+fixed (exact by max-flow for K = 2, alpha-expansion for K > 2), refit theta on x by EM from the
+previous theta, keep the refit only if it does not raise E(x; .), stop when x stops changing
+or after cfg.cut_iterations cuts. E never increases (`CutState.energies`). The iterations run
+at cfg.cut_size on the long side (area-resized image, every stroke kept); one last cut at the
+photo's own resolution with the final theta gives the mask.
+
+A warm start (`previous=`) reuses the image's pairwise weights, cuts once from the previous
+theta (and labels) and once from the new strokes' own colour models, and iterates from the
+lower-energy of the two: adding a stroke then costs a couple of cuts, and the result is the
+fresh run's whenever the fresh start is the better one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from wsdeploy.training.annotate.config import AnnotateConfig
+from wsdeploy.training.annotate.geodesic import geodesic_distances, geodesic_prior, stroke_pixels
+from wsdeploy.training.annotate.grid import contrast_weights, energy, minimise
+from wsdeploy.training.annotate.mixture import Mixtures, fit_mixtures, log_likelihood
+
+__all__ = ["CutState", "graph_cut"]
+
+UNLABELLED = 255
+_HARD = 1e6  # unary of another class on a scribbled pixel
+_FIRST_EM = 8  # EM iterations of the first fit on the strokes (later refits: cfg.cut_em_iterations)
+
+
+@dataclass
+class CutState:
+    """What a warm start needs, and the fit's trace.
+
+    Attributes:
+        image_shape: (H, W) of the photograph.
+        work: (h, w) working resolution of the iterations.
+        edges: pairwise weights at (h, w) (`grid.contrast_weights`).
+        edges_full: the same at (H, W), None when (h, w) == (H, W).
+        mixtures: the final colour models.
+        labels: (h, w) uint8 labels of the last working-resolution cut.
+        energies: E after every working-resolution cut, non-increasing.
+        image_key: a digest of the image, to refuse a warm start on another photograph.
+        gamma: the Potts weight `edges` were built with.
+    """
+
+    image_shape: tuple[int, int]
+    work: tuple[int, int]
+    edges: list[np.ndarray]
+    edges_full: list[np.ndarray] | None
+    mixtures: Mixtures
+    labels: np.ndarray
+    energies: list[float] = field(default_factory=list)
+    image_key: tuple = ()
+    gamma: float = 0.0
+
+
+def _image_key(rgb: np.ndarray) -> tuple:
+    return rgb.shape, float(rgb[::7, ::7].astype(np.float64).sum())
+
+
+def _hard(scribbles: np.ndarray, k: int) -> np.ndarray:
+    """(K, H, W) float64: _HARD on every class but the scribbled one at scribbled pixels."""
+    out = np.zeros((k, *scribbles.shape))
+    labelled = scribbles != UNLABELLED
+    for c in range(k):
+        out[c][labelled & (scribbles != c)] = _HARD
+    return out
+
+
+def _resize_stack(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    h, w = shape
+    return np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_AREA) for c in a.astype(np.float32)])
+
+
+def graph_cut(
+    rgb: np.ndarray, scribbles: np.ndarray, k: int, cfg: AnnotateConfig, *, seed: int = 0,
+    previous: CutState | None = None, extra_unary: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, CutState, dict[str, float]]:
+    """Run the method on one photograph (inputs already checked by `annotate`).
+
+    Args:
+        rgb: (H, W, 3) uint8.
+        scribbles: (H, W) uint8 class indices, 255 unlabelled.
+        k: number of classes.
+        cfg: settings (the `cut_*` fields).
+        seed: unused: the graph cut is deterministic (kept for the common signature).
+        previous: the state of an earlier call on the same photograph (warm start).
+        extra_unary: (K, H, W) float64 added to the unary (e.g. the network's -w log p), or None.
+
+    Returns:
+        labels (H, W) uint8, probs (K, H, W) float32 (the unary's posterior softmax(-U), whose
+        argmax ignores the pairwise term), the new state, and {"energy", "cuts", ...}.
+    """
+    height, width = scribbles.shape
+    key = _image_key(rgb)
+    if previous is not None and (previous.image_key != key or previous.mixtures.weights.shape[0] != k):
+        raise ValueError("previous= is the state of another photograph or class count; "
+                         "warm-start only on the photograph (and K) it came from")
+    scale = min(1.0, cfg.cut_size / max(height, width))
+    work = (max(1, round(height * scale)), max(1, round(width * scale)))
+    small = rgb if work == (height, width) else cv2.resize(rgb, work[::-1], interpolation=cv2.INTER_AREA)
+    small_scribbles = scribbles if work == (height, width) else stroke_pixels(scribbles, work)
+    if previous is not None and previous.work == work and previous.gamma == cfg.cut_gamma:
+        edges, edges_full = previous.edges, previous.edges_full
+    else:
+        edges = contrast_weights(small, gamma=cfg.cut_gamma)
+        edges_full = None if work == (height, width) else contrast_weights(rgb, gamma=cfg.cut_gamma)
+
+    prior_full = np.zeros((k, height, width))
+    if cfg.cut_geodesic_weight > 0:
+        d = geodesic_distances(rgb, scribbles, num_classes=k, colour_weight=cfg.cut_geodesic_colour)
+        prior_full = geodesic_prior(d, weight=cfg.cut_geodesic_weight)
+    if extra_unary is not None:
+        prior_full = prior_full + extra_unary
+    prior = prior_full if work == (height, width) else _resize_stack(prior_full, work).astype(np.float64)
+    fixed = prior + _hard(small_scribbles, k)  # (K, h, w): everything of U but the colour term
+
+    # starts: the strokes' own colour models (a fresh run) and, warm, the previous fit's; the
+    # first cut from each, and the lower energy goes on (so a warm start never ends above the
+    # fresh run's first step, and equals a fresh run whenever that step wins)
+    starts = [(fit_mixtures(small, small_scribbles, num_classes=k, components=cfg.cut_components,
+                            iterations=_FIRST_EM), None)]
+    if previous is not None:
+        kept = np.where(small_scribbles == UNLABELLED, previous.labels, small_scribbles).astype(np.uint8)
+        starts.append((previous.mixtures, kept))
+    best = None
+    for start, init in starts:
+        start_unary = fixed - log_likelihood(start, small)
+        start_labels = minimise(start_unary, edges, init=init)
+        e = energy(start_labels, start_unary, edges)
+        if best is None or e < best[0]:
+            best = (e, start, start_unary, start_labels)
+    e, mix, unary, labels = best
+    energies, cuts = [e], len(starts)
+    while True:  # refit theta on x (kept only if E does not rise), cut x, until x stops changing
+        refit = fit_mixtures(small, labels, num_classes=k, components=cfg.cut_components,
+                             iterations=cfg.cut_em_iterations, init=mix)
+        refit_unary = fixed - log_likelihood(refit, small)
+        if energy(labels, refit_unary, edges) > energies[-1]:
+            break  # the refit would raise E(labels; .): theta is as good as EM gets it
+        mix, unary = refit, refit_unary
+        if cuts >= max(cfg.cut_iterations, len(starts)):
+            break
+        new = minimise(unary, edges, init=labels)
+        cuts += 1
+        energies.append(energy(new, unary, edges))
+        if np.array_equal(new, labels):
+            break
+        labels = new
+
+    if edges_full is None:
+        full_labels, full_unary = labels, unary
+    else:
+        full_unary = prior_full + _hard(scribbles, k) - log_likelihood(mix, rgb)
+        full_labels = minimise(full_unary, edges_full, init=cv2.resize(labels, (width, height),
+                                                                         interpolation=cv2.INTER_NEAREST))
+    probs = _posterior(full_unary)
+    state = CutState(image_shape=(height, width), work=work, edges=edges, edges_full=edges_full,
+                     mixtures=mix, labels=labels, energies=energies, image_key=key,
+                     gamma=cfg.cut_gamma)
+    return full_labels, probs, state, {"energy": energies[-1], "cuts": float(cuts)}
+
+
+def _posterior(unary: np.ndarray) -> np.ndarray:
+    """softmax(-U) over K: (K, H, W) float32, strokes (U = _HARD elsewhere) one-hot."""
+    z = -(unary - unary.min(0, keepdims=True))
+    p = np.exp(np.maximum(z, -80.0))
+    return (p / p.sum(0, keepdims=True)).astype(np.float32)
+
