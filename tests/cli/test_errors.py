@@ -63,3 +63,17 @@ def test_bench_int8_without_calibration_says_how(tmp_path, capsys):
 
     assert cli_main.main(["bench", str(DEFAULT_MODEL_PATH), "--backend", "torch,onnxruntime-int8"]) == 2
     assert "--calibration wsdeploy/assets/demo_data/images" in capsys.readouterr().err  # issue 16, item 4
+
+
+def test_a_missing_extra_while_building_the_options_is_one_line(monkeypatch, capsys):
+    real = cli_main.importlib.import_module
+
+    def without_yaml(name):
+        if name == "wsdeploy.cli.make_dataset":
+            raise ImportError('this needs pyyaml: pip install "wsdeploy[train]"')
+        return real(name)
+
+    monkeypatch.setattr(cli_main.importlib, "import_module", without_yaml)
+    assert cli_main.main(["make-dataset", "out"]) == 2
+    err = capsys.readouterr().err
+    assert err == 'wsdeploy make-dataset: error: this needs pyyaml: pip install "wsdeploy[train]"\n'

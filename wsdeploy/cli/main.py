@@ -51,7 +51,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
-    parser = build_parser(command)
+    try:
+        parser = build_parser(command)
+    except ImportError as exc:  # the command's options need an extra that is not installed
+        print(f"wsdeploy {command}: error: {errors.one_line(exc)}", file=sys.stderr)
+        return 2
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # a bad flag after the command: that command's usage, not the top-level one
         getattr(args, "_subparser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
