@@ -236,7 +236,7 @@ def main() -> int:
     by_row = {n: sorted(v, key=lambda r: r["seed"]) for n, v in by_row.items() if v}
     base = by_row.get("pce")
     results = {
-        **results_header(),
+        **results_header(data=dataset_description(args.data).get("source")),  # provenance hashes the real folder, not the links
         "code": code_version(),
         "threads_per_run": args.threads,
         "dataset": dataset_description(args.data),
