@@ -235,18 +235,38 @@ def _run_curl(command: Command, server: _Server | None, folder: Path) -> str | N
     return None if result.returncode == 0 else f"curl exit {result.returncode}: {result.stderr[-500:]}"
 
 
+def _is_serve(command: Command) -> bool:
+    return _env_and_argv(command.words)[1][:2] == ["wsdeploy", "serve"]
+
+
+def _run_servers(commands: list[Command], folder: Path) -> tuple[Command | None, str | None]:
+    """Start every `wsdeploy serve` line at once (they load in parallel), wait until each is
+    ready, stop them all; (the first failing line, what went wrong) or (None, None)."""
+    servers = []
+    for command in commands:
+        env, argv = _env_and_argv(command.words)
+        servers.append((command, _Server(argv, env, folder)))
+    failed: tuple[Command | None, str | None] = (None, None)
+    try:
+        for command, server in servers:
+            failure = server.wait_ready()
+            if failure and failed[0] is None:
+                failed = (command, failure)
+    finally:
+        for command, server in servers:
+            stopped = server.stop()
+            if stopped and failed[0] is None:
+                failed = (command, stopped)
+    return failed
+
+
 def _run_command(command: Command, folder: Path, server: _Server | None, in_help: bool) -> str | None:
     env, argv = _env_and_argv(command.words)
     if not argv:
         return None
     if argv[0] == "wsdeploy":
-        if len(argv) > 1 and argv[1] == "serve":
-            srv = _Server(argv, env, folder)
-            try:
-                failure = srv.wait_ready()
-            finally:
-                stopped = srv.stop()
-            return failure or stopped
+        if _is_serve(command):
+            return _run_servers([command], folder)[1]
         return _run_wsdeploy(argv[1:], env, folder)
     if in_help:
         if argv[0] == "torchrun":
@@ -297,6 +317,8 @@ def run_block(block: Block, folder: Path, *, in_help: bool = False) -> Outcome:
         if re.search(r"(^|\s)(\.\.\.|\[--|<[\w.]+>)", command.text):
             return Outcome("failed", f"line {command.line}: a placeholder, not a command: {command.text}")
     server = None
+    if any(c.words[:1] == ["curl"] for c in block.commands) and shutil.which("curl") is None:
+        return Outcome("skipped", "needs curl")
     if block.marker == "server":
         env, argv = _env_and_argv(block.marker_value.split())
         server = _Server(argv, env, folder)
@@ -305,8 +327,17 @@ def run_block(block: Block, folder: Path, *, in_help: bool = False) -> Outcome:
             server.stop()
             return Outcome("failed", f"server {block.marker_value!r}: {failure}")
     try:
-        for command in block.commands:
-            failure = _run_command(command, folder, server, in_help)
+        pending = list(block.commands)
+        while pending:
+            command = pending.pop(0)
+            if _is_serve(command):  # consecutive serve lines start together
+                group = [command]
+                while pending and _is_serve(pending[0]):
+                    group.append(pending.pop(0))
+                failed, failure = _run_servers(group, folder)
+                command = failed or command
+            else:
+                failure = _run_command(command, folder, server, in_help)
             if failure:
                 return Outcome("failed", f"line {command.line}: {command.text}\n{failure}",
                                time.perf_counter() - start, time.process_time() - cpu)
@@ -333,11 +364,13 @@ def readme_outcomes(tmp_path_factory) -> dict[str, Outcome]:
     finally:
         torch.set_num_threads(threads)
     slow = sorted(outcomes.items(), key=lambda kv: -kv[1].seconds)[:6]
-    print("slowest README blocks (wall / CPU of this process): "
+    print(f"README test: {sum(v.seconds for v in outcomes.values()):.0f} s wall, "
+          f"{sum(v.cpu_seconds for v in outcomes.values()):.0f} s CPU in this process; slowest blocks (wall / CPU): "
           + ", ".join(f"{k} {v.seconds:.1f}/{v.cpu_seconds:.1f}s" for k, v in slow))
     return outcomes
 
 
+@pytest.mark.slow  # all blocks run once (~55 s of CPU here, exports and servers included)
 @pytest.mark.parametrize("block_id", [b.id for b in BLOCKS + HELP_BLOCKS])
 def test_example_runs_as_written(block_id, readme_outcomes):
     outcome = readme_outcomes[block_id]
