@@ -77,3 +77,14 @@ def test_a_missing_extra_while_building_the_options_is_one_line(monkeypatch, cap
     assert cli_main.main(["make-dataset", "out"]) == 2
     err = capsys.readouterr().err
     assert err == 'wsdeploy make-dataset: error: this needs pyyaml: pip install "wsdeploy[train]"\n'
+
+
+def test_annotate_help_shows_the_defaults(capsys):
+    """Issue 16, item 15: --steps / --size say their defaults (AnnotateConfig's)."""
+    from wsdeploy.training.annotate.config import AnnotateConfig
+
+    with pytest.raises(SystemExit):
+        cli_main.main(["annotate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    default = AnnotateConfig()
+    assert f"per image (default: {default.steps})" in out and f"in pixels (default: {default.size})" in out

@@ -36,10 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     method.add_argument("--method", choices=("graphcut", "network"), default=None,
                         help="graphcut (default: iterated colour-model graph cut with a geodesic prior) "
                              "or network (the per-image network, the previous default)")
-    method.add_argument("--steps", type=int, default=None, help="network: optimisation steps per image")
-    method.add_argument("--size", type=int, default=None, help="network: working resolution, long side in pixels")
+    from wsdeploy.training.annotate.config import AnnotateConfig
+
+    default = AnnotateConfig()
+    method.add_argument("--steps", type=int, default=None,
+                        help=f"network: optimisation steps per image (default: {default.steps})")
+    method.add_argument("--size", type=int, default=None,
+                        help=f"network: working resolution, long side in pixels (default: {default.size})")
     method.add_argument("--crf-iterations", type=int, default=None,
-                        help="network: dense-CRF iterations at full resolution (0 = off)")
+                        help=f"network: dense-CRF iterations at full resolution, 0 = off (default: {default.crf_iterations})")
     method.add_argument("--device", default="cpu", help="'cpu' (default), 'cuda[:N]' or 'auto'")
     method.add_argument("--seed", type=int, default=0, help="network initialisation seed (default 0; the graph cut is deterministic)")
 
