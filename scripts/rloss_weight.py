@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from wsdeploy.training.losses import kernel_mass
 
 from wsdeploy.atomic import atomic_write_text
 from wsdeploy.data.image_io import read_image
 from wsdeploy.data.index import IMAGE_SUFFIXES
 from wsdeploy.environment import library_versions, machine_info
-from wsdeploy.training.losses import kernel_mass
 
 RLOSS_WEIGHT = 2e-9  # rloss's --densecrfloss for PASCAL VOC (pytorch-deeplab_v3_plus)
 

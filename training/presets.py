@@ -22,8 +22,9 @@ the preset < a `--config` YAML < flags, so any field of a preset can still be ch
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["PRESETS", "preset"]
 

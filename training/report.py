@@ -82,7 +82,7 @@ def format_duration(seconds: float) -> str:
     """'42.0 s', '8m 31s', '2h 13m'."""
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)

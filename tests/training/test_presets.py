@@ -8,11 +8,17 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from wsdeploy.cli.main import main
 from wsdeploy.training.config import TrainConfig, config_from_dict, load_config
 from wsdeploy.training.presets import PRESETS, RLOSS_VOC_CRF_WEIGHT, preset
-from wsdeploy.training.report import crop_warning, format_duration, run_header, schedule_warning, summary_line
+from wsdeploy.training.report import (
+    crop_warning,
+    format_duration,
+    run_header,
+    schedule_warning,
+    summary_line,
+)
+
+from wsdeploy.cli.main import main
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
@@ -80,9 +86,10 @@ def test_report_lines():
 
 @pytest.mark.slow  # one tiny training run (~3 s)
 def test_trainer_says_what_it_does(tmp_path, caplog, capsys, monkeypatch):
+    from wsdeploy.training import train
+
     from wsdeploy.checkpoint import read_checkpoint
     from wsdeploy.data.synthetic import generate_dataset
-    from wsdeploy.training import train
 
     torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)
