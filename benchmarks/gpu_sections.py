@@ -58,7 +58,7 @@ class Plan:
     compile_mode: str | None
     aoti: bool  # AOTInductor .pt2 (a C++ compile); the dry run times the exported program instead
     annotate_photos: int
-    annotate_config: dict[str, Any]
+    annotate_configs: dict[str, dict[str, Any]]  # name -> AnnotateConfig settings; "default" = the package's
 
 
 FULL = Plan(
@@ -68,7 +68,7 @@ FULL = Plan(
     loss_scales=(0.5, 1.0), cam_arch="classifier_resnet50", cam_kwargs={}, cam_size=512, cam_batch=8, cam_classes=20,
     walk={"size": 512, "stride": 8, "tags": 5, "radius": 5, "beta": 8.0, "steps": 256}, infer_size=512,
     infer_batches=(1, 16), infer_arch=None, compile_backend="inductor", compile_mode="reduce-overhead", aoti=True,
-    annotate_photos=8, annotate_config={},
+    annotate_photos=8, annotate_configs={"default": {}, "network": {"method": "network"}},
 )
 DRY = Plan(
     device="cpu", warmup=1, repeats=2, crf_size=(64, 48), crf_classes=4, crf_iterations=2, cpu_threads=(1,),
@@ -76,7 +76,7 @@ DRY = Plan(
     loss_scales=(0.5, 1.0), cam_arch="classifier_resnet18", cam_kwargs={"width": 8}, cam_size=64, cam_batch=2,
     cam_classes=4, walk={"size": 64, "stride": 8, "tags": 3, "radius": 2, "beta": 8.0, "steps": 4}, infer_size=64,
     infer_batches=(1,), infer_arch=("lraspp_resnet18", {"width": 8}), compile_backend="eager", compile_mode=None, aoti=False, annotate_photos=1,
-    annotate_config={"size": 32, "steps": 2, "width": 8, "depth": 2},
+    annotate_configs={"default": {}, "network": {"method": "network", "size": 32, "steps": 2, "width": 8, "depth": 2}},
 )
 
 
@@ -357,34 +357,47 @@ def _random_checkpoint(arch: tuple[str, dict[str, Any]], path: Path) -> Path:
 
 
 def annotate(plan: Plan, dev: torch.device) -> dict[str, Any]:
-    """`wsdeploy.training.annotate` on the demo photographs with their scribbles: seconds per
-    photo (synchronised wall clock, after one untimed warm-up photo) and pixel accuracy."""
+    """`wsdeploy.training.annotate` on the demo photographs with their scribbles, once per entry of
+    `plan.annotate_configs` (the package's default method, and the per-image network, the part
+    that runs on the GPU): seconds per photo (synchronised wall clock, after one untimed warm-up
+    photo) and pixel accuracy against the demo masks. A method that fails (e.g. PyMaxflow missing
+    for the graph cut) is recorded with its error; the others still run."""
     from wsdeploy.data.image_io import read_image
-    from wsdeploy.training import AnnotateConfig, annotate as run_annotate
+    from wsdeploy.training import AnnotateConfig
 
     demo = ROOT / "wsdeploy" / "assets" / "demo_data"
     names = sorted(p.name for p in (demo / "scribbles").glob("*.png"))[: plan.annotate_photos]
     if not names:
         raise ValueError(f"no scribbles in {demo / 'scribbles'}")
-    config = AnnotateConfig(**plan.annotate_config)
     k = len((demo / "classes.txt").read_text().split())
-    scribbles = {n: cv2.imread(str(demo / "scribbles" / n), cv2.IMREAD_GRAYSCALE) for n in names}
-    run_annotate(demo / "images" / names[0], scribbles[names[0]], num_classes=k, config=config, device=dev)  # warm-up
+    photos = [(read_image(demo / "images" / n), cv2.imread(str(demo / "scribbles" / n), cv2.IMREAD_GRAYSCALE),
+               cv2.imread(str(demo / "masks" / n), cv2.IMREAD_GRAYSCALE)) for n in names]
+    out: dict[str, Any] = {"photos": len(names), "photo_size_hw": list(photos[0][0].shape[:2]), "methods": {}}
+    for label, settings in plan.annotate_configs.items():
+        try:
+            out["methods"][label] = _annotate_photos(photos, AnnotateConfig(**settings), k, dev)
+        except Exception as exc:  # noqa: BLE001 -- record it; the other method still runs
+            out["methods"][label] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def _annotate_photos(photos: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], config: Any, k: int,
+                     dev: torch.device) -> dict[str, Any]:
+    from wsdeploy.training import annotate as run_annotate
+
+    run_annotate(photos[0][0], photos[0][1], num_classes=k, config=config, device=dev)  # warm-up
     seconds, accuracy = [], []
-    for n in names:
+    for image, scribbles, mask in photos:
         sync(dev)
         t0 = time.perf_counter()
-        result = run_annotate(read_image(demo / "images" / n), scribbles[n], num_classes=k, config=config, device=dev)
+        result = run_annotate(image, scribbles, num_classes=k, config=config, device=dev)
         sync(dev)
         seconds.append(time.perf_counter() - t0)
-        mask = cv2.imread(str(demo / "masks" / n), cv2.IMREAD_GRAYSCALE)
         if mask is not None:
             keep = mask != 255
             accuracy.append(float((result.labels[keep] == mask[keep]).mean()))
-    shape = read_image(demo / "images" / names[0]).shape[:2]
     return {
-        "photos": len(names), "photo_size_hw": list(shape), "config": dataclasses.asdict(config),
-        "median_s_per_photo": round(statistics.median(seconds), 3), "s_per_photo": [round(t, 3) for t in seconds],
+        "config": dataclasses.asdict(config), "median_s_per_photo": round(statistics.median(seconds), 3),
+        "s_per_photo": [round(t, 3) for t in seconds],
         "mean_pixel_accuracy": round(float(np.mean(accuracy)), 4) if accuracy else None,
     }
-

@@ -49,7 +49,9 @@ def test_dry_run_runs_every_section(tmp_path):
     assert s["inference"]["variants"]["bf16_channels_last"]["label_agreement_vs_eager_fp32"] > 0.5
     assert set(s["compiled"]["variants"]) == {"torch_compile_bf16_channels_last", "pt2_exported_program"}
     assert s["compiled"]["variants"]["pt2_exported_program"]["label_agreement_vs_eager_fp32"] >= 0.999
-    assert s["annotate"]["median_s_per_photo"] > 0 and s["annotate"]["photos"] == 1
+    assert s["annotate"]["photos"] == 1 and set(s["annotate"]["methods"]) == {"default", "network"}
+    for method in s["annotate"]["methods"].values():
+        assert "error" not in method and method["median_s_per_photo"] > 0, method
 
 
 def test_targets_are_read_from_the_sections():
