@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
-import zlib
 
 import cv2
 import numpy as np
