@@ -169,7 +169,8 @@ def code_version() -> dict:
         git = subprocess.run(["git", "-C", str(Path(wsdeploy.__file__).parent), "rev-parse", "HEAD"],
                              capture_output=True, text=True, check=False)
         commit = git.stdout.strip() or None
-    return {"commit": commit, "package": str(Path(wsdeploy.__file__).parent)}
+    source = "WSDEPLOY_CODE_COMMIT" if "WSDEPLOY_CODE_COMMIT" in os.environ else "git rev-parse HEAD"
+    return {"commit": commit, "commit_from": source, "package": str(Path(wsdeploy.__file__).parent)}
 
 
 SHORT = {"sky": "sky", "building": "bldg", "pole": "pole", "road": "road", "pavement": "pave", "tree": "tree",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from wsdeploy.data.index import IMAGE_SUFFIXES
 
-__all__ = ["add_arguments", "collect_images", "run"]
+__all__ = ["add_arguments", "collect_images", "describe_model", "run"]
 
 
 
@@ -27,6 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first image that cannot be read (default: skip it, say why, "
                         "segment the rest and exit with code 1)")
+
+
+def describe_model(card: dict, *, bundled: bool) -> str:
+    """One line naming the model's classes, and what it was made for when its card says so
+    (the bundled model's card does: street scenes, and what to do for other photos)."""
+    name = "the bundled model" if bundled else "the model"
+    text = f"{name} knows {len(card['classes'])} classes: {', '.join(card['classes'])}"
+    domain = card.get("training", {}).get("domain")
+    return f"{text}; made for {domain}" if domain else text
 
 
 def collect_images(inputs: list[str]) -> list[Path]:
@@ -60,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     paths = collect_images(args.images)
     limits = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
     model = wsdeploy.load(args.model or DEFAULT_MODEL_PATH, device=args.device, crf=args.crf, **limits)
+    print(describe_model(model.card, bundled=args.model is None))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = []
