@@ -74,6 +74,8 @@ def _run_wsdeploy(argv: list[str], env: dict[str, str], folder: Path) -> str | N
             code = main(argv)
         except SystemExit as exc:  # argparse
             code = exc.code if isinstance(exc.code, int) else 2
+        except Exception as exc:  # noqa: BLE001 -- a crash is this line's failure, not the whole run's
+            code = f"crashed: {type(exc).__name__}: {exc}"
     if code == 0:
         return None
     return f"exit {code}\nstderr: {err.getvalue()[-1500:]}\nstdout: {out.getvalue()[-500:]}"

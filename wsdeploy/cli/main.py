@@ -65,10 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # our INFO lines; other libraries' only from WARNING up (onnxscript, uvicorn, ... are chatty)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("wsdeploy").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    if tiny.enabled():
-        tiny.apply(args)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
+        if tiny.enabled():
+            tiny.apply(args)
         return int(module.run(args))
     except KeyboardInterrupt:
         print(f"wsdeploy {args.command}: interrupted", file=sys.stderr)

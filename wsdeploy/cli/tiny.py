@@ -80,7 +80,12 @@ def _demo(args: argparse.Namespace, changed: dict[str, Any]) -> None:
 def _bench(args: argparse.Namespace, changed: dict[str, Any]) -> None:
     _at_most(args, "repeats", 1, changed)
     _at_most(args, "warmup", 0, changed)
-    _at_most(args, "size", 64, changed)
+    size = getattr(args, "size", None)
+    if isinstance(size, tuple):  # (W, H) since bench --size WxH
+        if max(size) > 64:
+            _set(args, "size", tuple(min(s, 64) for s in size), changed)
+    else:
+        _at_most(args, "size", 64, changed)
     if getattr(args, "batch", None) and max(args.batch) > 2:
         _set(args, "batch", sorted({min(b, 2) for b in args.batch}), changed)
 
