@@ -16,8 +16,8 @@ __all__ = ["add_arguments", "run"]
 
 _EPILOG = """\
 examples:
-  wsdeploy eval model.pt --data data/synthetic --split val --out eval/synthetic
-  wsdeploy eval model.onnx --data data/synthetic --crf --out eval/synthetic_onnx_crf
+  wsdeploy eval runs/crf/model.pt --data data/synthetic --split val --out eval/crf
+  wsdeploy eval runs/crf/model.pt --data data/synthetic --crf --out eval/crf_dense   # with the dense CRF
 """
 
 
