@@ -31,14 +31,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scribble_table import dataset_description, results_header  # noqa: E402
+from scribble_table import dataset_description, results_header
+from wsdeploy.training import AnnotateConfig, annotate
 
-from wsdeploy.atomic import atomic_write_text  # noqa: E402
-from wsdeploy.crf import CRFParams  # noqa: E402
-from wsdeploy.data.datasets import SegmentationDataset  # noqa: E402
-from wsdeploy.metrics import SegmentationMetric  # noqa: E402
-from wsdeploy.training import AnnotateConfig, annotate  # noqa: E402
-
+from wsdeploy.atomic import atomic_write_text
+from wsdeploy.crf import CRFParams
+from wsdeploy.data.datasets import SegmentationDataset
+from wsdeploy.metrics import SegmentationMetric
 
 
 def pydensecrf_from_strokes(image: np.ndarray, scribbles: np.ndarray, num_classes: int) -> np.ndarray:
