@@ -14,9 +14,11 @@ kind, so mutations start inside the parsers rather than at their first magic-num
 from __future__ import annotations
 
 import asyncio
+import atexit
 import io
 import json
 import os
+import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -39,7 +41,9 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # OpenCV logs
 @lru_cache(maxsize=1)
 def _scratch() -> Path:
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix="wsdeploy-fuzz-", dir=base))
+    folder = Path(tempfile.mkdtemp(prefix="wsdeploy-fuzz-", dir=base))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def _as_file(data: bytes, name: str) -> Path:
