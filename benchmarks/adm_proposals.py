@@ -40,7 +40,9 @@ from wsdeploy.training.losses.proposals import crf_proposals
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="wsdeploy/assets/default_model.pt", help="a trained segmenter (.pt)")
+    p.add_argument("--model", required=True,
+                   help="a segmenter trained on --data's classes (.pt); the committed figures used the synthetic "
+                        "model bundled before the CamVid one: git show 9bc3bf9:wsdeploy/assets/default_model.pt")
     p.add_argument("--data", required=True, help="dataset folder with images/, scribbles/, masks/, splits/")
     p.add_argument("--split", default="train", help="split whose scribbled images are proposed on")
     p.add_argument("--images", type=int, default=64, help="first N images of the split")
