@@ -18,6 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from wsdeploy.settings import first_line
+
 __all__ = [
     "FORMATS",
     "MEDIA_TYPES",
@@ -138,9 +140,9 @@ def decode_npz(
             labels, classes = npz["labels"], npz["classes"]
             probs = npz["probs"] if "probs" in npz.files else None
     except ValueError as exc:
-        raise ValueError(f"the server's NPZ answer is invalid: {_first_line(exc)}") from None
+        raise ValueError(f"the server's NPZ answer is invalid: {first_line(exc, limit=200)}") from None
     except (OSError, EOFError, KeyError, NotImplementedError, RuntimeError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"the server's NPZ answer is not a readable .npz: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise ValueError(f"the server's NPZ answer is not a readable .npz: {type(exc).__name__}: {first_line(exc, limit=200)}") from None
     if labels.ndim != 2 or labels.dtype.kind not in "iu":
         raise ValueError(f"the server's NPZ labels must be (H, W) integers, got {labels.shape} {labels.dtype}")
     if classes.ndim != 1 or classes.dtype.kind != "U":
@@ -164,10 +166,6 @@ def _npy_nbytes(archive: Any, info: Any) -> int:
             raise ValueError(f"unsupported .npy version {version}")
     return int(np.prod(shape, dtype=object)) * dtype.itemsize
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 def rle_encode(mask: np.ndarray) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from wsdeploy.training.losses.settings import (
     SECSettings,
 )
 from wsdeploy.training.tags.settings import TAGS_SETTINGS_GROUPS, AffinitySettings, ContrastSettings, RelabelSettings
+from wsdeploy.settings import setting
 
 __all__ = [
     "AMP_MODES",
@@ -68,10 +69,6 @@ RESUMABLE_CHANGES = (
 )
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - the metadata key argparse shows
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
 def _group(kind: type, help: str) -> Any:  # noqa: A002
     return dataclasses.field(default_factory=kind, metadata={"help": help})
 
@@ -83,39 +80,39 @@ class TrainConfig:
 
     # data
     data: str = dataclasses.field(metadata={"help": "dataset folder (wsdeploy folder layout or VOC2012)"})
-    train_split: str = _f("train", "split trained on (splits/<name>.txt)")
-    val_split: str = _f("val", "split evaluated on (needs masks); '' for no evaluation")
-    supervision: str = _f(
+    train_split: str = setting("train", "split trained on (splits/<name>.txt)")
+    val_split: str = setting("val", "split evaluated on (needs masks); '' for no evaluation")
+    supervision: str = setting(
         "scribbles", "labels trained on: 'scribbles' (partial), 'full' (masks) or 'tags' (image-level)"
     )
-    method: str = _f(
+    method: str = setting(
         "auto",
         "with tags: 'classifier' (CAM classifier; the default for classifier_* models), "
         "'seeds-rloss' (pCE on --seeds + --losses), 'sec' (seed/expand/constrain on --seeds) or "
         "'affinity' (the random walk's affinity net on --affinity-classifier, from --seeds)",
     )
-    seeds: str | None = _f(
+    seeds: str | None = setting(
         None, "folder of seed PNGs (`wsdeploy cam --seeds-out`) for --method seeds-rloss / sec"
     )
-    crop_size: int = _f(512, "square training crop, a multiple of the model's input multiple")
-    scale_min: float = _f(0.5, "smallest random scale factor of the augmentation")
-    scale_max: float = _f(2.0, "largest random scale factor of the augmentation")
-    hflip: float = _f(0.5, "probability of a horizontal flip")
-    workers: int = _f(2, "DataLoader worker processes per training process (0 = in-process)")
+    crop_size: int = setting(512, "square training crop, a multiple of the model's input multiple")
+    scale_min: float = setting(0.5, "smallest random scale factor of the augmentation")
+    scale_max: float = setting(2.0, "largest random scale factor of the augmentation")
+    hflip: float = setting(0.5, "probability of a horizontal flip")
+    workers: int = setting(2, "DataLoader worker processes per training process (0 = in-process)")
     # model
-    model: str = _f("deeplabv3plus_resnet50", "architecture name (wsdeploy.models.list_models())")
-    output_stride: int = _f(16, "backbone output stride: 8, 16 or 32")
-    width: int = _f(64, "backbone base width: 64 = torchvision ResNet, 16/32 = slim CPU models")
-    backbone_weights: str | None = _f(None, "torchvision ImageNet .pth for the backbone (width 64)")
+    model: str = setting("deeplabv3plus_resnet50", "architecture name (wsdeploy.models.list_models())")
+    output_stride: int = setting(16, "backbone output stride: 8, 16 or 32")
+    width: int = setting(64, "backbone base width: 64 = torchvision ResNet, 16/32 = slim CPU models")
+    backbone_weights: str | None = setting(None, "torchvision ImageNet .pth for the backbone (width 64)")
     # losses: pce on the labelled pixels, plus weighted regularizers on all pixels
-    losses: str = _f("pce", "comma list of pce, crf, potts, ncut, entropy, adm (pce required)")
+    losses: str = setting("pce", "comma list of pce, crf, potts, ncut, entropy, adm (pce required)")
     crf: DenseCRFSettings = _group(DenseCRFSettings, "the dense-CRF loss (flags --crf-*)")
     potts: GridPottsSettings = _group(GridPottsSettings, "the grid Potts loss (flags --potts-*)")
     ncut: NormalizedCutSettings = _group(NormalizedCutSettings, "the normalized-cut loss (flags --ncut-*)")
     entropy: EntropySettings = _group(EntropySettings, "the entropy loss (flag --entropy-weight)")
     adm: ADMSettings = _group(ADMSettings, "ADM proposals: cross-entropy to mean-field proposals (flags --adm-*)")
-    relaxation: str = _f("bilinear", "relaxation of the Potts losses (crf, potts): bilinear or quadratic")
-    regularizers_from_step: int = _f(
+    relaxation: str = setting("bilinear", "relaxation of the Potts losses (crf, potts): bilinear or quadratic")
+    regularizers_from_step: int = setting(
         -1,
         "two-phase schedule: pce alone before this step; -1 = a third of steps (0 = from the start). "
         "The sweep measured pce+crf 49.9 val mIoU with the regularizer on from step 1000 of 3000, "
@@ -124,30 +121,30 @@ class TrainConfig:
     sec: SECSettings = _group(SECSettings, "SEC's losses, for method='sec' (flags --sec-*)")
     affinity: AffinitySettings = _group(AffinitySettings, "method='affinity': the affinity net (flags --affinity-*)")
     contrast: ContrastSettings = _group(ContrastSettings, "regional contrast in classifier training (flags --contrast-*)")
-    rounds: int = _f(1, "method seeds-rloss: self-training rounds (train, re-label the train split, train again)")
+    rounds: int = setting(1, "method seeds-rloss: self-training rounds (train, re-label the train split, train again)")
     relabel: RelabelSettings = _group(RelabelSettings, "how --rounds re-labels between rounds (flags --relabel-*)")
     # optimisation
-    optimizer: str = _f("sgd", "'sgd' (momentum) or 'adamw'")
-    lr: float = _f(0.01, "peak learning rate (after warm-up)")
-    momentum: float = _f(0.9, "SGD momentum")
-    weight_decay: float = _f(1e-4, "weight decay on conv/linear weights (not norms, biases)")
-    backbone_lr_scale: float = _f(1.0, "backbone lr = lr * this (0.1 = DeepLab's 10x head lr)")
-    steps: int = _f(30000, "optimizer updates in total")
-    warmup_steps: int = _f(0, "linear warm-up from lr/warmup_steps to lr over these steps")
-    poly_power: float = _f(0.9, "poly decay after warm-up: lr * (1 - progress) ** power")
-    batch_size: int = _f(8, "images per micro-batch per process")
-    grad_accum: int = _f(1, "micro-batches accumulated per optimizer update")
-    amp: str = _f("off", "mixed precision: 'off', 'bf16' (CUDA or CPU) or 'fp16' (CUDA, GradScaler)")
-    sync_bn: bool = _f(True, "under DDP on CUDA, convert BatchNorm to SyncBatchNorm")
-    seed: int = _f(0, "seed of weights, data order and augmentation")
+    optimizer: str = setting("sgd", "'sgd' (momentum) or 'adamw'")
+    lr: float = setting(0.01, "peak learning rate (after warm-up)")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(1e-4, "weight decay on conv/linear weights (not norms, biases)")
+    backbone_lr_scale: float = setting(1.0, "backbone lr = lr * this (0.1 = DeepLab's 10x head lr)")
+    steps: int = setting(30000, "optimizer updates in total")
+    warmup_steps: int = setting(0, "linear warm-up from lr/warmup_steps to lr over these steps")
+    poly_power: float = setting(0.9, "poly decay after warm-up: lr * (1 - progress) ** power")
+    batch_size: int = setting(8, "images per micro-batch per process")
+    grad_accum: int = setting(1, "micro-batches accumulated per optimizer update")
+    amp: str = setting("off", "mixed precision: 'off', 'bf16' (CUDA or CPU) or 'fp16' (CUDA, GradScaler)")
+    sync_bn: bool = setting(True, "under DDP on CUDA, convert BatchNorm to SyncBatchNorm")
+    seed: int = setting(0, "seed of weights, data order and augmentation")
     # output
-    out_dir: str = _f("runs/train", "folder for model.pt, last.pt, train_log.jsonl, config.yaml")
-    checkpoint_every: int = _f(1000, "write last.pt every N steps (0 = only at the end)")
-    eval_every: int = _f(0, "evaluate on val_split every N steps (0 = only at the end)")
-    log_every: int = _f(10, "write a train_log.jsonl entry every N steps")
-    tensorboard: bool = _f(True, "also log to TensorBoard when tensorboard is installed")
-    progress: bool = _f(True, "show a progress bar (rank 0)")
-    device: str = _f("auto", "'auto' (CUDA if present), 'cpu' or 'cuda'")
+    out_dir: str = setting("runs/train", "folder for model.pt, last.pt, train_log.jsonl, config.yaml")
+    checkpoint_every: int = setting(1000, "write last.pt every N steps (0 = only at the end)")
+    eval_every: int = setting(0, "evaluate on val_split every N steps (0 = only at the end)")
+    log_every: int = setting(10, "write a train_log.jsonl entry every N steps")
+    tensorboard: bool = setting(True, "also log to TensorBoard when tensorboard is installed")
+    progress: bool = setting(True, "show a progress bar (rank 0)")
+    device: str = setting("auto", "'auto' (CUDA if present), 'cpu' or 'cuda'")
 
     def __post_init__(self) -> None:
         _check_choice("supervision", self.supervision, SUPERVISIONS)

@@ -33,6 +33,7 @@ from torch.overrides import TorchFunctionMode
 from wsdeploy.atomic import atomic_path
 from wsdeploy.data.image_io import IMAGENET_MEAN, IMAGENET_STD
 from wsdeploy.environment import library_versions
+from wsdeploy.settings import first_line
 
 __all__ = [
     "CARD_FORMAT_VERSION", "ModelCard", "atomic_torch_save", "load_checkpoint", "load_untrusted", "read_checkpoint",
@@ -113,7 +114,7 @@ class ModelCard:
         try:
             json.dumps(self.to_dict())
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"the model card must hold plain JSON values only: {_first_line(exc)}") from None
+            raise ValueError(f"the model card must hold plain JSON values only: {first_line(exc)}") from None
 
     @property
     def num_classes(self) -> int:
@@ -146,7 +147,7 @@ class ModelCard:
         try:
             return cls(**data)
         except TypeError as exc:
-            raise ValueError(f"invalid model card: {_first_line(exc)}") from None
+            raise ValueError(f"invalid model card: {first_line(exc)}") from None
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -243,7 +244,7 @@ def load_untrusted(path: Path) -> Any:
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types on garbage (KeyError, EOFError...)
         raise ValueError(
-            f"{path}: not a readable checkpoint (truncated or corrupt file?): {_first_line(exc)}"
+            f"{path}: not a readable checkpoint (truncated or corrupt file?): {first_line(exc)}"
         ) from None
 
 
@@ -259,7 +260,7 @@ def _check_container(path: Path) -> None:
         try:
             complete = zipfile.is_zipfile(path)
         except zipfile.BadZipFile as exc:  # e.g. "zipfiles that span multiple disks are not supported"
-            raise ValueError(f"{path}: not a readable checkpoint (corrupt zip archive: {_first_line(exc)})") from None
+            raise ValueError(f"{path}: not a readable checkpoint (corrupt zip archive: {first_line(exc)})") from None
         if not complete:  # no end-of-archive record: cut short
             raise ValueError(f"{path}: truncated checkpoint ({size} bytes; its zip archive has no end): "
                              "an interrupted download or copy? Fetch or copy the file again")
@@ -270,11 +271,6 @@ def _check_container(path: Path) -> None:
     raise ValueError(f"{path}: not a PyTorch checkpoint ({what}; a wsdeploy .pt is the zip archive "
                      "torch.save writes)")
 
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 300 characters), or its type name."""
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[ModelCard, dict[str, torch.Tensor]]:
@@ -316,7 +312,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
         # or a million classes must be refused by the shape check, not by allocating the model.
         expected = _expected_state(card.arch, card.num_classes, json.dumps(kwargs, sort_keys=True))
     except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
-        raise ValueError(f"{path}: the card's architecture cannot be built: {_first_line(exc)}") from None
+        raise ValueError(f"{path}: the card's architecture cannot be built: {first_line(exc)}") from None
     _check_state_matches(expected, state, path)
     state = {k: v.to(expected[k][1]) for k, v in state.items()}
     with torch.device("meta"), _SkipRandomInit():

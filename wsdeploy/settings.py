@@ -1,16 +1,18 @@
-"""Checks shared by every settings dataclass (`CRFParams`, `AnnotateConfig`, the losses'
-arguments): a real number that is not a bool, and a dataclass built from a mapping whose unknown
-keys are named with the valid ones. One place, so the messages read the same everywhere.
+"""Helpers shared by every settings dataclass (`CRFParams`, `AnnotateConfig`, `TrainConfig` and
+its per-loss and tags settings) and by the errors that quote other libraries: a documented
+dataclass field, a real number that is not a bool, a dataclass built from a mapping whose unknown
+keys are named with the valid ones, and the first line of a foreign exception. One place, so the
+messages read the same everywhere.
 """
 from __future__ import annotations
 
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import field, fields
 from typing import Any, TypeVar
 
-__all__ = ["real_number", "settings_from_mapping"]
+__all__ = ["first_line", "real_number", "setting", "settings_from_mapping"]
 
 T = TypeVar("T")
 
@@ -44,3 +46,16 @@ def settings_from_mapping(cls: type[T], values: Mapping[str, Any], *, what: str)
     if unknown:
         raise ValueError(f"unknown {what}(s) {unknown}; valid names are {valid}")
     return cls(**dict(values))
+
+
+def setting(default: Any, help: str) -> Any:  # noqa: A002 - the metadata key argparse shows
+    """A dataclass field with a default and its documentation (`metadata["help"]`, which the CLI
+    shows as the flag's help)."""
+    return field(default=default, metadata={"help": help})
+
+
+def first_line(exc: BaseException, *, limit: int = 300) -> str:
+    """The first line of an exception's message, cut to `limit` characters, or its type name
+    when the message is empty (for one-line errors that quote another library)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -11,10 +11,10 @@ Each field's `metadata["help"]` is its documentation (the CLI shows it).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from torch import nn
 
+from wsdeploy.settings import setting
 __all__ = [
     "REGULARIZERS",
     "SETTINGS_GROUPS",
@@ -27,23 +27,19 @@ __all__ = [
 ]
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - the metadata key argparse shows
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
 @dataclasses.dataclass(frozen=True)
 class DenseCRFSettings:
     """The dense-CRF loss (`losses.dense.DenseCRFLoss`)."""
 
-    weight: float = _f(
+    weight: float = setting(
         1.0,
         "weight of the dense-CRF loss (normalised to [0, 1]; rloss's 2e-9 on VOC is ~0.24, "
         "--preset voc-deeplabv3plus-r101). 1.0 measured best: pce+crf 49.9 val mIoU vs 47.7 at 0.25 "
         "(benchmarks/results/scribble_sweep.json)",
     )
-    sigma_rgb: float = _f(15.0, "dense-CRF loss colour bandwidth (0..255 RGB units)")
-    sigma_xy: float = _f(100.0, "dense-CRF loss spatial bandwidth (pixels, full resolution)")
-    scale: float = _f(0.5, "resolution factor at which the dense-CRF loss is computed")
+    sigma_rgb: float = setting(15.0, "dense-CRF loss colour bandwidth (0..255 RGB units)")
+    sigma_xy: float = setting(100.0, "dense-CRF loss spatial bandwidth (pixels, full resolution)")
+    scale: float = setting(0.5, "resolution factor at which the dense-CRF loss is computed")
 
     def build(self, *, relaxation: str) -> nn.Module:
         from wsdeploy.training.losses.dense import DenseCRFLoss
@@ -56,9 +52,9 @@ class DenseCRFSettings:
 class GridPottsSettings:
     """The grid Potts loss (`losses.grid.GridPottsLoss`)."""
 
-    weight: float = _f(0.25, "weight of the grid Potts loss (normalised to [0, 1])")
-    sigma_rgb: float = _f(15.0, "grid Potts loss colour bandwidth (0..255 RGB units)")
-    neighbours: int = _f(4, "grid Potts neighbourhood: 4 or 8")
+    weight: float = setting(0.25, "weight of the grid Potts loss (normalised to [0, 1])")
+    sigma_rgb: float = setting(15.0, "grid Potts loss colour bandwidth (0..255 RGB units)")
+    neighbours: int = setting(4, "grid Potts neighbourhood: 4 or 8")
 
     def build(self, *, relaxation: str) -> nn.Module:
         from wsdeploy.training.losses.grid import GridPottsLoss
@@ -71,10 +67,10 @@ class GridPottsSettings:
 class NormalizedCutSettings:
     """The normalized-cut loss (`losses.dense.NormalizedCutLoss`)."""
 
-    weight: float = _f(0.1, "weight of the normalized-cut loss (0.05-0.1 suggested)")
-    sigma_rgb: float = _f(15.0, "normalized-cut loss colour bandwidth (0..255 RGB units)")
-    sigma_xy: float = _f(100.0, "normalized-cut loss spatial bandwidth (pixels)")
-    scale: float = _f(0.5, "resolution factor at which the normalized-cut loss is computed")
+    weight: float = setting(0.1, "weight of the normalized-cut loss (0.05-0.1 suggested)")
+    sigma_rgb: float = setting(15.0, "normalized-cut loss colour bandwidth (0..255 RGB units)")
+    sigma_xy: float = setting(100.0, "normalized-cut loss spatial bandwidth (pixels)")
+    scale: float = setting(0.5, "resolution factor at which the normalized-cut loss is computed")
 
     def build(self, *, relaxation: str) -> nn.Module:  # the normalized cut has one relaxation
         from wsdeploy.training.losses.dense import NormalizedCutLoss
@@ -87,7 +83,7 @@ class NormalizedCutSettings:
 class EntropySettings:
     """The entropy loss (`losses.pointwise.EntropyLoss`)."""
 
-    weight: float = _f(0.1, "weight of the entropy loss (0.1 or less suggested)")
+    weight: float = setting(0.1, "weight of the entropy loss (0.1 or less suggested)")
 
     def build(self, *, relaxation: str) -> nn.Module:
         from wsdeploy.training.losses.pointwise import EntropyLoss
@@ -100,12 +96,12 @@ class ADMSettings:
     """ADM proposals (`losses.proposals.ADMProposalLoss`; Marin et al., CVPR 2019): train on
     the labelling that minimises the network's fidelity + the dense-CRF loss, scribbles kept."""
 
-    weight: float = _f(1.0, "ADM: weight of the cross-entropy to the proposals")
-    crf_weight: float = _f(1.0, "ADM: dense-CRF weight (lambda) inside the proposal step")
-    sigma_rgb: float = _f(15.0, "ADM: proposal kernel colour bandwidth (0..255 RGB units)")
-    sigma_xy: float = _f(100.0, "ADM: proposal kernel spatial bandwidth (pixels, full resolution)")
-    scale: float = _f(0.5, "ADM: resolution factor at which the proposals are computed")
-    iterations: int = _f(10, "ADM: mean-field iterations per proposal step")
+    weight: float = setting(1.0, "ADM: weight of the cross-entropy to the proposals")
+    crf_weight: float = setting(1.0, "ADM: dense-CRF weight (lambda) inside the proposal step")
+    sigma_rgb: float = setting(15.0, "ADM: proposal kernel colour bandwidth (0..255 RGB units)")
+    sigma_xy: float = setting(100.0, "ADM: proposal kernel spatial bandwidth (pixels, full resolution)")
+    scale: float = setting(0.5, "ADM: resolution factor at which the proposals are computed")
+    iterations: int = setting(10, "ADM: mean-field iterations per proposal step")
 
     def build(self, *, relaxation: str) -> nn.Module:  # the proposal's Potts term is bilinear
         from wsdeploy.training.losses.proposals import ADMProposalLoss
@@ -118,11 +114,11 @@ class ADMSettings:
 class SECSettings:
     """SEC's seed / expand / constrain losses (`losses.sec.SECLoss`), for `method='sec'`."""
 
-    seed_weight: float = _f(1.0, "SEC: weight of the seeding loss")
-    expand_weight: float = _f(1.0, "SEC: weight of the expansion loss (global weighted rank pooling)")
-    constrain_weight: float = _f(1.0, "SEC: weight of the constrain-to-boundary loss (KL to the dense CRF)")
-    fg_decay: float = _f(0.996, "SEC: rank-pooling decay of foreground classes")
-    bg_decay: float = _f(0.999, "SEC: rank-pooling decay of the background class")
+    seed_weight: float = setting(1.0, "SEC: weight of the seeding loss")
+    expand_weight: float = setting(1.0, "SEC: weight of the expansion loss (global weighted rank pooling)")
+    constrain_weight: float = setting(1.0, "SEC: weight of the constrain-to-boundary loss (KL to the dense CRF)")
+    fg_decay: float = setting(0.996, "SEC: rank-pooling decay of foreground classes")
+    bg_decay: float = setting(0.999, "SEC: rank-pooling decay of the background class")
 
     def build(self, *, num_classes: int, background_index: int | None) -> nn.Module:
         from wsdeploy.training.losses.sec import SECLoss

@@ -10,24 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
 
+from wsdeploy.settings import setting
 __all__ = ["TAGS_SETTINGS_GROUPS", "AffinitySettings", "ContrastSettings", "RelabelSettings"]
-
-
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - the metadata key argparse shows
-    return dataclasses.field(default=default, metadata={"help": help})
 
 
 @dataclasses.dataclass(frozen=True)
 class AffinitySettings:
     """The affinity net of method 'affinity' (`wsdeploy.training.tags.affinity`)."""
 
-    classifier: str | None = _f(None, "method affinity: the CAM classifier's model.pt (frozen; its features feed the head)")
-    radius: int = _f(5, "affinity pairs within this radius on the grid (dy^2 + dx^2 < r^2; 5 = PSA's 34 pairs)")
-    stride: int = _f(4, "affinity grid stride: 4 (layer1 resolution) or 8")
-    dim: int = _f(32, "channels of each feature level's projection in the head")
-    background: str = _f("", "comma list of class names whose same-class pairs are background pairs "
+    classifier: str | None = setting(None, "method affinity: the CAM classifier's model.pt (frozen; its features feed the head)")
+    radius: int = setting(5, "affinity pairs within this radius on the grid (dy^2 + dx^2 < r^2; 5 = PSA's 34 pairs)")
+    stride: int = setting(4, "affinity grid stride: 4 (layer1 resolution) or 8")
+    dim: int = setting(32, "channels of each feature level's projection in the head")
+    background: str = setting("", "comma list of class names whose same-class pairs are background pairs "
                          "(default: the dataset's background class; stuff classes without one)")
 
     def check(self) -> None:
@@ -46,10 +42,10 @@ class AffinitySettings:
 class ContrastSettings:
     """Regional semantic contrast for classifier training (`wsdeploy.training.tags.contrast`)."""
 
-    weight: float = _f(0.0, "weight of the regional contrast loss in classifier training (0 = off)")
-    temperature: float = _f(0.1, "temperature of the contrast loss")
-    dim: int = _f(64, "width of the region embeddings' projection")
-    bank_size: int = _f(64, "region embeddings kept per class in the memory bank")
+    weight: float = setting(0.0, "weight of the regional contrast loss in classifier training (0 = off)")
+    temperature: float = setting(0.1, "temperature of the contrast loss")
+    dim: int = setting(64, "width of the region embeddings' projection")
+    bank_size: int = setting(64, "region embeddings kept per class in the memory bank")
 
     def check(self) -> None:
         if not (math.isfinite(self.weight) and self.weight >= 0) or not self.temperature > 0:
@@ -62,8 +58,8 @@ class ContrastSettings:
 class RelabelSettings:
     """How `--rounds N` re-labels the train split with each round's segmenter."""
 
-    crf: bool = _f(False, "refine the re-labelled probabilities with the dense CRF")
-    confidence: float = _f(0.0, "leave pixels whose top probability is below this unlabelled (255)")
+    crf: bool = setting(False, "refine the re-labelled probabilities with the dense CRF")
+    confidence: float = setting(0.0, "leave pixels whose top probability is below this unlabelled (255)")
 
     def check(self) -> None:
         if not 0.0 <= self.confidence <= 1.0:

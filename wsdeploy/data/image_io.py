@@ -21,6 +21,7 @@ import torch
 
 from wsdeploy.atomic import atomic_write_bytes
 from wsdeploy.data.image_header import image_format_and_size
+from wsdeploy.settings import first_line
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -221,12 +222,8 @@ def _decode_label_png(data: bytes, path: Path) -> np.ndarray:
                 raise ValueError(f"expected a palette PNG, Pillow reads mode {img.mode!r}")
             return np.array(img, dtype=np.uint8)
     except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:  # Pillow's corrupt-file errors
-        raise ValueError(f"could not decode the palette PNG: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise ValueError(f"could not decode the palette PNG: {type(exc).__name__}: {first_line(exc)}") from None
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
