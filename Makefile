@@ -7,7 +7,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
-PYTEST_ARGS ?= -q
+# one test process per physical core (at most 8), a test file per process so that each module's
+# fixtures are built once; PYTEST_ARGS="-q -n 0" runs the suite in one process
+PYTEST_ARGS ?= -q -n auto --maxprocesses 8 --dist loadfile
 BIN := $(VENV)/bin
 
 .PHONY: demo test venv clean scribble-table

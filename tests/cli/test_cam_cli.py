@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -16,14 +15,6 @@ from wsdeploy.cli.main import main
 from wsdeploy.data.image_io import read_label_png
 from wsdeploy.data.synthetic import CLASSES, generate_dataset
 from wsdeploy.models import build_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: more threads only wait on each other
-    yield
-    torch.set_num_threads(threads)
 
 
 def _checkpoint(path: Path, classes: list[str], background: str | None) -> Path:

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from wsdeploy.training.tags.affinity import AffinityNet, save_affinity_checkpoint
 from wsdeploy.training.tags.cam import read_cam, read_cam_manifest
@@ -15,7 +14,7 @@ from wsdeploy.cli.main import main
 from wsdeploy.data.image_io import read_label_png
 from wsdeploy.data.synthetic import CLASSES
 
-from tests.cli.test_cam_cli import _background_dataset, _checkpoint, _one_thread, synthetic  # noqa: F401 (fixtures)
+from tests.cli.test_cam_cli import _background_dataset, _checkpoint, synthetic  # noqa: F401 (fixture)
 
 
 def _affinity(path: Path, classifier_ckpt: Path) -> Path:

@@ -1,7 +1,6 @@
 """Fixtures for the export tests: tiny random checkpoints, one intra-op thread."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,6 @@ from wsdeploy.checkpoint import ModelCard, save_checkpoint
 from wsdeploy.models import build_model
 
 CLASSES = ["background", "red", "green"]
-
-
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread() -> Iterator[None]:
-    # tiny models: with 2 OpenMP threads on a busy 2-core CPU each op waits on a barrier and a
-    # forward pass is ~50x slower (2.4 s instead of 0.05 s measured); see tests/wsdeploy/models
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_checkpoint(path: Path, arch: str = "deeplabv3plus_resnet18", width: int = 16) -> Path:

@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-import torch
 
 import wsdeploy
 from wsdeploy.backends import OnnxRuntimeBackend, TorchBackend
@@ -131,8 +130,12 @@ def test_int8_export_is_qdq_and_calibrated_on_images(checkpoint, onnx_file, tmp_
 
 
 def _segmentation_models() -> list[object]:
+    """Every head with ResNet-18 (basic blocks) and LR-ASPP with ResNet-50 (bottleneck blocks);
+    the other deep variants only add blocks the same code builds (exhaustive, 35 s each)."""
     names = [n for n in list_models() if not n.startswith("classifier")]
-    return [pytest.param(n, marks=[pytest.mark.slow]) for n in names]
+    default = {n for n in names if n.endswith("resnet18")} | {"lraspp_resnet50"}
+    return [pytest.param(n, marks=[pytest.mark.slow] + ([] if n in default else [pytest.mark.exhaustive]))
+            for n in names]
 
 
 @pytest.mark.parametrize("name", _segmentation_models())

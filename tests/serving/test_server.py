@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,21 @@ def _free_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
+
+
+def _wait_admitted(url: str, futures: list[concurrent.futures.Future], timeout: float) -> None:
+    """Until every request is in flight on the server (its `wsdeploy_requests_in_flight` gauge) or
+    answered: a fixed sleep raced the client threads on a loaded CPU, and a request that reached
+    the server after SIGTERM was rightly refused with 503 draining."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+        in_flight = next(float(line.split()[-1]) for line in text.splitlines()
+                         if line.startswith("wsdeploy_requests_in_flight"))
+        if in_flight + sum(f.done() for f in futures) >= len(futures):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"the requests were not all admitted within {timeout} s")
 
 
 def _wait_ready(client: Client, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
@@ -171,7 +187,7 @@ def test_graceful_shutdown_finishes_in_flight_requests(checkpoint, segmenter):
         images = [make_image(48, 64, seed=20 + i) for i in range(3)]
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             futures = [pool.submit(client.segment, im) for im in images]
-            time.sleep(0.5)  # the requests are now waiting for their batch
+            _wait_admitted(client.url, futures, timeout=30)  # every request admitted (or already answered)
             proc.send_signal(signal.SIGTERM)
             results = [f.result(timeout=30) for f in futures]
         # uvicorn re-raises the captured SIGTERM after its graceful shutdown, so -SIGTERM is normal

@@ -24,15 +24,6 @@ GRABCUT = ROOT.parent / "shared" / "data" / "grabcut13"
 FAST = AnnotateConfig(method="network", size=32, steps=40, crf_iterations=2, crf_weight=0.25)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and steadier on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def two_halves(h: int = 24, w: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Red left half (class 0), blue right half (class 1), light noise; a stroke in each half."""
     rng = np.random.default_rng(0)

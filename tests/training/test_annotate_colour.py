@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from wsdeploy.training import AnnotateConfig, annotate
 from wsdeploy.training.annotate.colour import colour_log_likelihood, colour_log_posterior, fit_colour_model
@@ -89,11 +88,3 @@ def test_colour_loss_is_reported_and_settings_are_checked():
         AnnotateConfig(keep_scribbled_regions=1)
     with pytest.raises(ValueError, match="colour_loss must be >= 0"):
         AnnotateConfig(colour_loss=-1.0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

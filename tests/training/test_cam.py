@@ -1,7 +1,6 @@
 """CAMs: the classifier's CAM contract, multi-scale/flip CAMs, class mapping, CAM files."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -30,14 +29,6 @@ VOC_CLASSES = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: more threads only wait on each other
-    yield
-    torch.set_num_threads(threads)
 
 
 def _classifier(num_classes: int, seed: int = 0) -> nn.Module:

@@ -14,14 +14,6 @@ import torch
 pytest.importorskip("albumentations")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _losses(out_dir: Path) -> list[dict]:
     entries = [json.loads(line) for line in (out_dir / "train_log.jsonl").read_text().splitlines()]
     return [{k: e[k] for k in ("step", "loss", "pce", "crf", "entropy", "lr")} for e in entries if "split" not in e]

@@ -8,14 +8,6 @@ from wsdeploy.training.losses import dense_crf_loss, loss_kernel, partial_cross_
 from wsdeploy.training.losses.proposals import crf_proposals, proposal_energy
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _scene(h: int = 24, w: int = 24):
     """Red left half, blue right half; a noisy network that is wrong on ~30% of pixels; two
     short scribbles, one per half. Returns image (1, 3, H, W) uint8, truth (1, H, W), probs

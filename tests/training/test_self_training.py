@@ -15,7 +15,7 @@ from wsdeploy.training.tags.relabel import load_segmenter, relabel_images
 from wsdeploy.training.tags.self_training import round_paths, self_train
 from wsdeploy.training.tags.settings import RelabelSettings
 
-from tests.training.test_trainer import CLASSES, _scene, one_thread, tiny  # noqa: F401 (fixture)
+from tests.training.test_trainer import CLASSES, _scene, tiny
 
 pytest.importorskip("albumentations")
 

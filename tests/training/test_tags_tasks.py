@@ -15,7 +15,7 @@ from wsdeploy.training.tags.affinity import load_affinity_checkpoint
 from wsdeploy.training.tags.settings import AffinitySettings, ContrastSettings
 
 from tests.training.test_self_training import _Interrupt, _interrupt_after_checkpoint
-from tests.training.test_trainer import one_thread, read_log, tiny  # noqa: F401 (fixture)
+from tests.training.test_trainer import read_log, tiny
 from tests.training.test_trainer_tags import tagged  # noqa: F401 (fixture)
 
 pytest.importorskip("albumentations")

@@ -23,15 +23,6 @@ pytest.importorskip("albumentations")
 CLASSES = ["background", "square", "disk"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and stall on a shared, loaded CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A square and a disk on a noisy background: image, mask and scribbles."""
     mask = np.zeros((h, w), np.uint8)

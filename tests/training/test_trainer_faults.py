@@ -57,16 +57,8 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return payload["state_dict"] if "state_dict" in payload else payload["model"]
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the subprocesses: the same kernels, the same bits
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
-def test_kill_9_during_a_checkpoint_write_then_resume_is_bit_exact(dataset, tmp_path, one_thread):  # noqa: F811
+def test_kill_9_during_a_checkpoint_write_then_resume_is_bit_exact(dataset, tmp_path):  # noqa: F811
     """`wsdeploy train` in a subprocess is SIGKILLed half way through writing the step-4 last.pt;
     resumed from the step-2 last.pt it left, the run ends bit-exactly where the uninterrupted one
     ends (weights of model.pt and last.pt, 1 thread everywhere)."""

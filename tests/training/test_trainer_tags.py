@@ -12,7 +12,7 @@ from wsdeploy.checkpoint import read_checkpoint
 from wsdeploy.data.image_io import write_image, write_label_png
 from wsdeploy.training.tags.evaluate import average_precision
 
-from tests.training.test_trainer import CLASSES, _scene, one_thread, read_log, tiny  # noqa: F401 (fixture)
+from tests.training.test_trainer import CLASSES, _scene, read_log, tiny
 
 pytest.importorskip("albumentations")
 

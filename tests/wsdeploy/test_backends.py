@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -23,14 +22,6 @@ from tests.export.conftest import make_checkpoint
 
 RUN_SLOW = os.environ.get("WSDEPLOY_SLOW_TESTS") == "1"
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread() -> Iterator[None]:  # see tests/wsdeploy/models/conftest.py
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

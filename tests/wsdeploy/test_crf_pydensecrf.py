@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import torch
 
 from wsdeploy.crf import CRFParams, dense_crf
 
@@ -54,19 +53,9 @@ def pydensecrf_reference(image: np.ndarray, probs: np.ndarray, params: CRFParams
     return np.asarray(crf.inference(params.iterations)).reshape(k, h, w)
 
 
-@pytest.fixture
-def one_thread():
-    """pydensecrf is single-threaded; one torch thread also keeps this test's time stable
-    when the machine is shared (two OpenMP threads on a busy 2-core box spin and crawl)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not NAMES, reason=f"GrabCut-13 not found at {DATA}")
-def test_labels_agree_with_pydensecrf_on_grabcut(one_thread: None) -> None:
+def test_labels_agree_with_pydensecrf_on_grabcut() -> None:
     pytest.importorskip("pydensecrf.densecrf")
     import cv2
 
