@@ -53,7 +53,7 @@ RUNS = {  # name -> (supervision, losses)
 def main() -> int:
     argv, passthrough = split_passthrough(sys.argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="dataset folder with masks/ and scribbles/")
+    parser.add_argument("--data", help="dataset folder with masks/ and scribbles/ (required unless --markdown)")
     parser.add_argument("--out-dir", default="runs/scribble_table", help="one sub-folder per run")
     parser.add_argument("--json", default="benchmarks/results/scribble_table.json", help="results file")
     parser.add_argument("--runs", default=",".join(RUNS), help=f"comma list of runs from {list(RUNS)}")
@@ -67,7 +67,13 @@ def main() -> int:
                         "is recorded and warned about: the rows then come from other data")
     parser.add_argument("--fresh", action="store_true",
                         help="retrain runs whose model.pt exists with the same command (default: reuse)")
+    parser.add_argument("--markdown", action="store_true", help="print the README table from --json and exit")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.json).read_text())))
+        return 0
+    if not args.data:
+        parser.error("--data is required")
     seeds = [int(s) for s in args.seeds.split(",") if s]
     names = [n for n in args.runs.split(",") if n]
     unknown = [n for n in names if n not in RUNS]
@@ -107,6 +113,29 @@ def main() -> int:
         verdict = "" if gain is None else f"  {gain['gain']:+.4f} vs pce: {'helps' if gain['helps'] else 'not shown'}"
         print(f"  {run['name']:>16}: {run['miou']:.4f} +- {run['miou_std'] or 0:.4f} (n={len(seeds)}){verdict}")
     return 0
+
+
+def markdown(results: dict) -> str:
+    """The README's table from a results JSON: each row's seed mean +- sample std, every seed's
+    value, its share of full supervision's mean and, for a regularizer, its gain over pCE with
+    the issue-20 verdict (helps only if the gain exceeds twice the larger seed spread)."""
+    rows = {r["name"]: r for r in results["runs"]}
+    full = rows.get("full", {}).get("miou")
+    lines = ["| run | val mIoU, mean +- std | seeds | % of full | vs pCE (points) | helps? |",
+             "|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        std = "" if r.get("miou_std") is None else f" +- {100 * r['miou_std']:.1f}"
+        seeds = ", ".join(f"{100 * v:.1f}" for v in r.get("miou_per_seed", {"0": r["miou"]}).values())
+        share = f"{100 * r['miou'] / full:.1f}%" if full else ""
+        gain = results.get("gains", {}).get(name)
+        if gain is None:
+            gain_text, verdict = "", ""
+        else:
+            gain_text = f"{100 * gain['gain']:+.1f}"
+            threshold = "" if gain["threshold"] is None else f" (needs > {100 * gain['threshold']:.1f})"
+            verdict = {True: "yes", False: "not shown", None: "one seed"}[gain["helps"]] + threshold
+        lines.append(f"| {name} | **{100 * r['miou']:.1f}**{std} | {seeds} | {share} | {gain_text} | {verdict} |")
+    return "\n".join(lines)
 
 
 def seed_row(name: str, per_seed: list[dict], seeds: list[int]) -> dict:
