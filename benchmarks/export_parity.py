@@ -25,10 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-import wsdeploy
 from wsdeploy.atomic import atomic_write_text
 from wsdeploy.backends import OnnxRuntimeBackend, TorchBackend
 from wsdeploy.bench import bench_images, time_calls
