@@ -68,6 +68,9 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true",
                         help="retrain runs whose model.pt exists with the same command (default: reuse)")
     parser.add_argument("--markdown", action="store_true", help="print the README table from --json and exit")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="train nothing: write --json from the runs already finished with the same command "
+                        "(a row keeps the seeds it has and lists the missing ones in seeds_missing)")
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown(json.loads(Path(args.json).read_text())))
@@ -102,16 +105,29 @@ def main() -> int:
                    "--out-dir", str(out), "--no-progress", *passthrough,
                    *(["--seed", str(seed)] if seed else [])]
             jobs.append((name, seed, cmd, out))
-    done = run_jobs(jobs, parallel=args.parallel, threads=args.threads, reuse=not args.fresh)
+    if args.collect_only:
+        done = {(name, seed): summarise_run(name, out, " ".join(shlex.quote(c) for c in cmd))
+                for name, seed, cmd, out in jobs if trained_with(out / "model.pt", cmd)}
+    else:
+        done = run_jobs(jobs, parallel=args.parallel, threads=args.threads, reuse=not args.fresh)
     for name in names:
-        results["runs"].append(seed_row(name, [done[(name, seed)] for seed in seeds], seeds))
+        have = [seed for seed in seeds if (name, seed) in done]
+        if not have:
+            print(f"  {name}: no finished run, left out", flush=True)
+            continue
+        row = seed_row(name, [done[(name, seed)] for seed in have], have)
+        if len(have) < len(seeds):
+            row["seeds_missing"] = [seed for seed in seeds if seed not in have]
+        results["runs"].append(row)
     results["gains"] = gains(results["runs"])
     atomic_write_text(args.json, json.dumps(results, indent=2))
     print(f"wrote {args.json}")
     for run in results["runs"]:
         gain = results["gains"].get(run["name"])
-        verdict = "" if gain is None else f"  {gain['gain']:+.4f} vs pce: {'helps' if gain['helps'] else 'not shown'}"
-        print(f"  {run['name']:>16}: {run['miou']:.4f} +- {run['miou_std'] or 0:.4f} (n={len(seeds)}){verdict}")
+        verdict = "" if gain is None else (
+            f"  {gain['gain']:+.4f} vs pce: {({True: 'helps', False: 'not shown', None: 'no spread'})[gain['helps']]}")
+        print(f"  {run['name']:>16}: {run['miou']:.4f} +- {run['miou_std'] or 0:.4f} "
+              f"(n={len(run['miou_per_seed'])}){verdict}")
     return 0
 
 
@@ -126,6 +142,8 @@ def markdown(results: dict) -> str:
     for name, r in rows.items():
         std = "" if r.get("miou_std") is None else f" +- {100 * r['miou_std']:.1f}"
         seeds = ", ".join(f"{100 * v:.1f}" for v in r.get("miou_per_seed", {"0": r["miou"]}).values())
+        if r.get("seeds_missing"):
+            seeds += f" (seed {', '.join(map(str, r['seeds_missing']))} not run)"
         share = f"{100 * r['miou'] / full:.1f}%" if full else ""
         gain = results.get("gains", {}).get(name)
         if gain is None:
@@ -133,7 +151,7 @@ def markdown(results: dict) -> str:
         else:
             gain_text = f"{100 * gain['gain']:+.1f}"
             threshold = "" if gain["threshold"] is None else f" (needs > {100 * gain['threshold']:.1f})"
-            verdict = {True: "yes", False: "not shown", None: "one seed"}[gain["helps"]] + threshold
+            verdict = {True: "yes", False: "not shown", None: "no spread (one seed)"}[gain["helps"]] + threshold
         lines.append(f"| {name} | **{100 * r['miou']:.1f}**{std} | {seeds} | {share} | {gain_text} | {verdict} |")
     return "\n".join(lines)
 

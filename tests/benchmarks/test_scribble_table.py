@@ -1,0 +1,47 @@
+"""benchmarks/scribble_table.py's arithmetic: seed rows, the issue-20 "helps" rule, rows with
+missing seeds, and the README table drawn from them (hand-made runs, nothing trained)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.benchmarks.test_records import _load
+
+
+def _run(name: str, miou: float) -> dict:
+    return {"name": name, "miou": miou, "per_class_iou": {}, "command": f"wsdeploy train {name}"}
+
+
+@pytest.fixture(scope="module")
+def table():
+    return _load("scribble_table")
+
+
+def test_seed_row_keeps_every_seed_with_mean_and_sample_std(table):
+    row = table.seed_row("pce", [_run("pce", 0.40), _run("pce", 0.44), _run("pce", 0.42)], [0, 1, 2])
+    assert row["miou"] == pytest.approx(0.42)
+    assert row["miou_std"] == pytest.approx(0.02)  # sample std of 0.40, 0.44, 0.42
+    assert row["miou_range"] == pytest.approx(0.04)
+    assert row["miou_per_seed"] == {"0": 0.40, "1": 0.44, "2": 0.42}
+    assert row["command"].endswith("(also --seed 1, 2)")
+
+
+def test_a_gain_helps_only_above_twice_the_larger_spread(table):
+    pce = table.seed_row("pce", [_run("pce", v) for v in (0.40, 0.42)], [0, 1])  # std 0.0141
+    crf = table.seed_row("pce+crf", [_run("pce+crf", v) for v in (0.45, 0.46)], [0, 1])  # std 0.0071
+    ent = table.seed_row("pce+entropy", [_run("pce+entropy", v) for v in (0.42, 0.43)], [0, 1])
+    one = table.seed_row("pce+potts", [_run("pce+potts", 0.5)], [0])
+    g = table.gains([pce, crf, ent, one])
+    assert g["pce+crf"]["gain"] == pytest.approx(0.045) and g["pce+crf"]["helps"] is True
+    assert g["pce+crf"]["threshold"] == pytest.approx(2 * 0.0141421, rel=1e-4)
+    assert g["pce+entropy"]["helps"] is False  # +0.015 < 0.028
+    assert g["pce+potts"]["helps"] is None  # one seed: no spread to judge by
+
+
+def test_markdown_names_the_seeds_a_row_lacks(table):
+    pce = table.seed_row("pce", [_run("pce", v) for v in (0.40, 0.42)], [0, 1])
+    ent = dict(table.seed_row("pce+entropy", [_run("pce+entropy", 0.41)], [0]), seeds_missing=[1])
+    full = table.seed_row("full", [_run("full", v) for v in (0.50, 0.52)], [0, 1])
+    text = table.markdown({"runs": [full, pce, ent], "gains": table.gains([full, pce, ent])})
+    lines = text.splitlines()
+    assert len(lines) == 5 and lines[2].startswith("| full | **51.0** +- 1.4 | 50.0, 52.0 | 100.0% |")
+    assert "41.0 (seed 1 not run)" in lines[4] and "no spread" in lines[4]
