@@ -45,6 +45,8 @@ import cv2
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scribble_table import results_header
 from wsdeploy.atomic import atomic_write_text
 from wsdeploy.crf import CRFParams
 from wsdeploy.data.image_io import read_image, read_label_png
@@ -60,10 +62,21 @@ METRIC = ("foreground IoU per image: |pred==1 & gt==1| / |pred==1 | gt==1| over 
           "averaged over the images (miou); time: wall and CPU seconds per image, median over both sets")
 GRABCUT = "OpenCV GrabCut (5 iterations, mask init)"
 DENSECRF = "pydensecrf, unary from scribbles (10 iterations)"
-# the candidates the protocol chooses among: Potts weight x geodesic prior weight
+# the candidates the protocol chooses among: Potts weight x geodesic prior weight, then (issue 15,
+# second round) one lever of OpenCV's GrabCut at a time from the default (100, 5): a finer working
+# grid (cut_size 240, 320), GrabCut's own first background model on every unlabelled pixel at its
+# gamma 50 (cut_init="background"), refits and cuts at the photo's own size (cut_full_iterations)
 GRID = [{"cut_gamma": g, "cut_geodesic_weight": w} for g, w in ((50.0, 0.0), (50.0, 5.0), (50.0, 10.0), (50.0, 20.0),
-                                                                   (100.0, 5.0), (100.0, 20.0))]
+                                                                   (100.0, 5.0), (100.0, 20.0))] + [
+    {"cut_gamma": g, "cut_geodesic_weight": 5.0, **extra} for g, extra in (
+        (100.0, {"cut_size": 240}), (100.0, {"cut_size": 320}), (50.0, {"cut_init": "background"}),
+        (100.0, {"cut_full_iterations": 3}))]
+# what a candidate does not name stays at the first round's settings, whatever annotate's defaults
+GRID_BASE = {"cut_size": 160}
 NETWORK_WEIGHTS = (1.0, 5.0)
+# the graph cut under the network's unary, as measured (the network row does not read cut_*;
+# pinned so that a change of annotate's defaults does not re-run the 6-s-per-photo network rows)
+NETWORK_CUT = {"cut_size": 160, "cut_gamma": 50.0, "cut_geodesic_weight": 5.0}
 
 Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, scribbles, seed) -> labels
 
@@ -106,7 +119,29 @@ def ours(config: AnnotateConfig) -> Method:
 
 
 def grid_name(settings: dict) -> str:
-    return "graphcut " + " ".join(f"{k.removeprefix('cut_')}={v:g}" for k, v in settings.items())
+    return "graphcut " + " ".join(f"{k.removeprefix('cut_')}={v:g}" if isinstance(v, (int, float))
+                                  else f"{k.removeprefix('cut_')}={v}" for k, v in settings.items())
+
+
+def parse_grid(text: str) -> list[dict]:
+    """'GAMMA:GEODESIC[:field=value...],...' -> candidate settings (fields without 'cut_')."""
+    grid = []
+    for spec in text.split(","):
+        gamma, weight, *extra = spec.split(":")
+        settings = {"cut_gamma": float(gamma), "cut_geodesic_weight": float(weight)}
+        for item in extra:
+            key, _, value = item.partition("=")
+            default = getattr(AnnotateConfig(), f"cut_{key}")
+            settings[f"cut_{key}"] = type(default)(value)
+        grid.append(settings)
+    return grid
+
+
+def same_config(old: dict, new: dict) -> bool:
+    """Whether a stored row ran these settings: fields added to AnnotateConfig since the row was
+    written must be at their defaults (which reproduce the code the row ran)."""
+    defaults = AnnotateConfig().as_dict()
+    return all(old[k] == v if k in old else v == defaults[k] for k, v in new.items()) and set(old) <= set(new)
 
 
 def plan(groups: list[str], seeds: list[int], grid: list[dict] = GRID) -> list[dict]:
@@ -116,14 +151,15 @@ def plan(groups: list[str], seeds: list[int], grid: list[dict] = GRID) -> list[d
         rows += [{"name": GRABCUT, "kind": "grabcut", "config": {}, "seeds": [0, 1, 2]},  # cv2.kmeans inside
                  {"name": DENSECRF, "kind": "pydensecrf", "config": {}, "seeds": [0]}]
     if "grid" in groups:
-        rows += [{"name": grid_name(s), "kind": "graphcut", "config": AnnotateConfig(**s).as_dict(), "seeds": [0]}
-                 for s in grid]
+        rows += [{"name": grid_name(s), "kind": "graphcut", "config": AnnotateConfig(**(GRID_BASE | s)).as_dict(),
+                  "seeds": [0]} for s in grid]
     if "network" in groups:
         rows.append({"name": "network (previous default)", "kind": "network",
-                     "config": AnnotateConfig(method="network").as_dict(), "seeds": seeds})
+                     "config": AnnotateConfig(method="network", **NETWORK_CUT).as_dict(), "seeds": seeds})
     if "network+cut" in groups:
         rows += [{"name": f"graphcut + network unary (weight {w:g})", "kind": "network+cut",
-                  "config": AnnotateConfig(cut_network_weight=w).as_dict(), "seeds": seeds} for w in NETWORK_WEIGHTS]
+                  "config": AnnotateConfig(cut_network_weight=w, **NETWORK_CUT).as_dict(), "seeds": seeds}
+                 for w in NETWORK_WEIGHTS]
     return rows
 
 
@@ -199,7 +235,7 @@ def _network(image: np.ndarray, scribbles: np.ndarray, seed: int, config: Annota
     key = (id(image), id(scribbles), seed)
     if key not in _NETWORK:
         network = replace(config, method="network", cut_network_weight=0.0)
-        assert network == AnnotateConfig(method="network"), "network+cut must reuse the default network"
+        assert network == AnnotateConfig(method="network", **NETWORK_CUT), "network+cut must reuse the network row's fit"
         t0, c0 = time.perf_counter(), time.process_time()
         result = annotate(image, scribbles, num_classes=2, config=network, seed=seed)
         _NETWORK[key] = (result.labels, result.probs, time.perf_counter() - t0, time.process_time() - c0)
@@ -215,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated groups: baselines, grid, network, network+cut")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the stochastic methods (the network)")
     parser.add_argument("--grid", default=None,
-                        help="graph-cut candidates as GAMMA:GEODESIC_WEIGHT,... (default: the GRID above)")
+                        help="graph-cut candidates as GAMMA:GEODESIC_WEIGHT[:FIELD=VALUE...],... e.g. 100:5:size=240 "
+                             "(default: the GRID above)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "annotate_grabcut13.json")
     args = parser.parse_args(argv)
@@ -225,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown method group(s) {unknown}; choose from grid, network, network+cut, baselines")
     seeds = [int(s) for s in args.seeds.split(",")]
-    grid = GRID if args.grid is None else [
-        {"cut_gamma": float(g), "cut_geodesic_weight": float(w)} for g, w in (c.split(":") for c in args.grid.split(","))]
+    grid = GRID if args.grid is None else parse_grid(args.grid)
     names_file = args.names or args.data / "names.txt"
     if not names_file.is_file():
         parser.error(f"no names file {names_file}")
@@ -255,11 +291,12 @@ def _run(args: argparse.Namespace, command: str, names: list[str], rows: list[di
         "threads": args.threads,
         "machine": machine_info(),
         "versions": library_versions(("pydensecrf2", "PyMaxflow", "scipy")),
+        "provenance": results_header()["provenance"],  # git commit, packages, CPU, threads
         "methods": [],
     }
     for row in rows:
         old = done.get(row["name"])
-        if old is not None and old["config"] == row["config"] and old["seeds"] == row["seeds"]:
+        if old is not None and same_config(old["config"], row["config"]) and old["seeds"] == row["seeds"]:
             out = old
         else:
             out = run_row(row, samples)

@@ -25,9 +25,11 @@ import cv2
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scribble_table import results_header
 from wsdeploy.atomic import atomic_write_text
 from wsdeploy.data.image_io import read_image, read_label_png
-from wsdeploy.environment import library_versions, machine_info
+from wsdeploy.environment import library_versions
 from wsdeploy.training import AnnotateConfig
 from wsdeploy.training.annotate.image import annotate
 
@@ -88,12 +90,14 @@ def main(argv: list[str] | None = None) -> int:
                      "max": round(max(r[key] for r in rows), 3)}
                for key in ("update_s", "update_cpu_s", "fresh_s", "fresh_cpu_s", "same_pixels")}
     summary["identical_masks"] = sum(r["same_pixels"] == 1.0 for r in rows)
+    summary["update_cpu_s_at_most_0.5"] = sum(r["update_cpu_s"] <= 0.5 for r in rows)
     summary["photos"] = len(rows)
     summary["mean_iou_update"] = round(float(np.mean([r["iou_update"] for r in rows])), 4)
     summary["mean_iou_fresh"] = round(float(np.mean([r["iou_fresh"] for r in rows])), 4)
+    header = results_header()
     result = {"benchmark": "annotate_incremental", "command": command, "config": config.as_dict(), "threads": 1,
-              "machine": machine_info(), "versions": library_versions(("PyMaxflow", "scipy")),
-              "summary": summary, "photos": rows}
+              "machine": header["machine"], "versions": library_versions(("PyMaxflow", "scipy")),
+              "provenance": header["provenance"], "summary": summary, "photos": rows}
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary))
     return 0

@@ -11,7 +11,12 @@ import pytest
 pytest.importorskip("maxflow")
 
 from wsdeploy.training import AnnotateConfig, annotate  # noqa: E402
-from wsdeploy.training.annotate.geodesic import geodesic_distances, geodesic_prior, stroke_pixels  # noqa: E402
+from wsdeploy.training.annotate.geodesic import (  # noqa: E402
+    coarse_distances,
+    geodesic_distances,
+    geodesic_prior,
+    stroke_pixels,
+)
 from wsdeploy.training.annotate.grid import binary_cut, contrast_weights, energy, expansion, minimise  # noqa: E402
 from wsdeploy.training.annotate.mixture import Mixtures, fit_mixtures, log_likelihood  # noqa: E402
 
@@ -98,6 +103,33 @@ def test_warm_start_after_one_more_stroke_equals_a_fresh_run():
     assert len(warm.state.energies) <= len(fresh.state.energies)
 
 
+def test_grabcut_levers_keep_the_energy_monotone():
+    """GrabCut's first background model (every unlabelled pixel) and refits at full size."""
+    image, scribbles, truth = disc_scene()
+    for cfg in (AnnotateConfig(cut_size=20, cut_init="background"), AnnotateConfig(cut_size=20, cut_full_iterations=3)):
+        result = annotate(image, scribbles, config=cfg)
+        energies = result.state.energies
+        assert all(b <= a for a, b in zip(energies, energies[1:]))
+        assert (result.labels == truth).mean() > 0.9
+    with pytest.raises(ValueError, match="cut_init must be one of"):
+        AnnotateConfig(cut_init="box")
+    with pytest.raises(ValueError, match="cut_full_iterations must be >= 1"):
+        AnnotateConfig(cut_full_iterations=0)
+
+
+def test_warm_start_below_full_size_agrees_with_a_fresh_run():
+    image, scribbles, truth = disc_scene(48, seed=3)
+    cfg = AnnotateConfig(cut_size=24)
+    first = annotate(image, scribbles, config=cfg)
+    more = scribbles.copy()
+    more[10:38, 45] = 0
+    warm = annotate(image, more, config=cfg, previous=first)
+    fresh = annotate(image, more, config=cfg)
+    assert warm.state.edges is first.state.edges and warm.state.edges_full is first.state.edges_full  # reused
+    assert (warm.labels == fresh.labels).mean() > 0.99
+    assert (warm.labels == truth).mean() > 0.9
+
+
 def test_graph_cut_is_deterministic():
     image, scribbles, _ = disc_scene()
     a = annotate(image, scribbles, seed=0)
@@ -171,6 +203,23 @@ def test_geodesic_distance_is_zero_on_strokes_and_grows_across_an_edge():
     prior = geodesic_prior(d, weight=2.0)
     assert prior.min() >= 0 and prior.max() <= 2.0 + 1e-9
     assert (prior[0][truth == 0] < prior[1][truth == 0]).mean() > 0.95
+
+
+def test_geodesic_update_after_a_new_stroke_is_exact():
+    """A class that only gained strokes: min(old, from the new pixels) == recomputed; a class
+    that lost strokes is recomputed; an unchanged class is kept."""
+    image, scribbles, _ = disc_scene(40, seed=1)
+    before = coarse_distances(image, scribbles, num_classes=2, size=20)
+    more = scribbles.copy()
+    more[36, 5:30] = 0  # one more background stroke
+    fewer = more.copy()
+    fewer[2:38, 2] = 255  # and the first background stroke removed
+    for edited in (more, fewer):
+        update = coarse_distances(image, edited, num_classes=2, size=20, previous=before)
+        fresh = coarse_distances(image, edited, num_classes=2, size=20)
+        assert update.graph is before.graph
+        np.testing.assert_allclose(update.distances, fresh.distances, rtol=1e-9, atol=1e-9)
+    assert np.array_equal(update.distances[1], before.distances[1])
 
 
 def test_stroke_pixels_keep_every_stroke_on_a_coarse_grid():

@@ -35,13 +35,17 @@ ablation. Pass `AnnotateConfig(steps=200, ...)` to change.
 The graph cut's defaults (method "graphcut", the `cut_*` fields) were chosen under the protocol
 of issue 15 (benchmarks/annotate.py on GrabCut-13 and GrabCut-12, benchmarks/annotate_protocol.py):
 among Potts weight gamma x geodesic-prior weight in {(50, 0), (50, 5), (50, 10), (50, 20),
-(100, 5), (100, 20)}, the best mean of the two scribble sets on GrabCut-13 is (100, 5), 0.906 /
-0.947 (sparse / dense); on the twelve photographs it was not chosen on it scores 0.820 / 0.895,
-against OpenCV GrabCut's 0.635 / 0.930 there (mean of 3 seeds): better on the sparse strokes,
-worse on the dense ones. Chosen on GrabCut-12 instead, (50, 5) scores 0.904 / 0.940 on
-GrabCut-13 (GrabCut 0.737 / 0.897). Over all 25 photographs (100, 5) gives 0.865 / 0.922 (GrabCut
-0.688 / 0.913). Without the geodesic prior (50, 0): 0.864 / 0.888 and 0.825 / 0.900. The graph
-cut is deterministic (no seed); 0.6 s of CPU per photograph at its own size, 1 thread.
+(100, 5), (100, 20)} at cut_size 160, and from (100, 5) one lever of OpenCV's GrabCut at a time
+(cut_size 240 or 320; cut_init="background" at gamma 50; cut_full_iterations=3), the best mean
+of the two scribble sets on GrabCut-13 is (100, 5) at 240 px, 0.920 / 0.933 (sparse / dense;
+160 px: 0.906 / 0.947, a 0.0003 smaller mean); on the twelve photographs it was not chosen on
+it scores 0.792 / 0.926, against OpenCV GrabCut's 0.635 / 0.930 there (mean of 3 seeds):
+better on the sparse strokes, still worse on the dense ones. Chosen on GrabCut-12 instead,
+(100, 5) at 320 px scores 0.905 / 0.920 on GrabCut-13 (GrabCut 0.737 / 0.897). Over all 25
+photographs the default gives 0.858 / 0.930 (GrabCut 0.688 / 0.913). GrabCut's first
+background model: 0.884 / 0.946 and 0.735 / 0.926 (the dense sets gain, the sparse lose). The
+graph cut is deterministic (no seed); 0.8-0.9 s of CPU per photograph at its own size
+(median, at most 2.2 s), 1 thread.
 
 The network's defaults (above) were chosen on GrabCut-13 alone and lose to GrabCut on
 GrabCut-12 (0.609 / 0.806, issue 15).
@@ -59,8 +63,9 @@ from wsdeploy.settings import real_number, settings_from_mapping
 __all__ = ["AnnotateConfig"]
 
 METHODS = ("graphcut", "network")
+CUT_INITS = ("strokes", "background")
 _INTS = ("size", "steps", "width", "depth", "crf_iterations", "colour_components", "cut_size",
-         "cut_iterations", "cut_em_iterations", "cut_components")
+         "cut_iterations", "cut_em_iterations", "cut_components", "cut_full_iterations")
 _NONNEG = ("crf_weight", "potts_weight", "ncut_weight", "entropy_weight", "coord_scale",
            "scribble_confidence", "colour_loss", "cut_gamma", "cut_geodesic_weight", "cut_geodesic_colour",
            "cut_network_weight")
@@ -85,6 +90,10 @@ class AnnotateConfig:
         cut_geodesic_colour: path cost per unit of RGB difference in that distance, >= 0.
         cut_network_weight: > 0 fits the per-image network first (the network fields below)
             and adds -cut_network_weight * log(its probabilities) to the unary, >= 0.
+        cut_full_iterations: cuts at the photo's own size after the iterations at cut_size
+            (each after a colour-model refit there), >= 1.
+        cut_init: what the first colour models are fitted on: "strokes" (each class on its
+            strokes) or "background" (GrabCut's rule: class 0 also on every unlabelled pixel).
         size: working resolution, the long side in pixels (the short side keeps the aspect
             ratio); images smaller than this are used as they are. >= 8.
         steps: Adam steps, >= 1.
@@ -116,7 +125,7 @@ class AnnotateConfig:
     """
 
     method: str = "graphcut"  # or "network" (the previous default)
-    cut_size: int = 160  # long side of the graph cut's iterations, px
+    cut_size: int = 240  # long side of the graph cut's iterations, px (chosen on GrabCut-13, issue 15)
     cut_gamma: float = 100.0  # contrast-sensitive Potts weight (GrabCut's is 50)
     cut_iterations: int = 10  # cuts at most
     cut_em_iterations: int = 3  # EM iterations per colour-model refit
@@ -124,6 +133,8 @@ class AnnotateConfig:
     cut_geodesic_weight: float = 5.0  # geodesic location prior, 0 = off
     cut_geodesic_colour: float = 1.0  # its path cost per RGB unit
     cut_network_weight: float = 0.0  # the per-image network's -log p as one more unary, 0 = off
+    cut_full_iterations: int = 1  # cuts at the photo's own size after those at cut_size
+    cut_init: str = "strokes"  # first colour models on: "strokes", or "background" (GrabCut's)
     size: int = 160  # long side of the working resolution, px
     steps: int = 100  # Adam steps
     lr: float = 0.01
@@ -148,10 +159,13 @@ class AnnotateConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if self.cut_init not in CUT_INITS:
+            raise ValueError(f"cut_init must be one of {list(CUT_INITS)}, got {self.cut_init!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {list(METHODS)}, got {self.method!r}")
         minimum = {"size": 8, "steps": 1, "width": 1, "depth": 1, "crf_iterations": 0, "colour_components": 0,
-                   "cut_size": 8, "cut_iterations": 1, "cut_em_iterations": 0, "cut_components": 1}
+                   "cut_size": 8, "cut_iterations": 1, "cut_em_iterations": 0, "cut_components": 1,
+                   "cut_full_iterations": 1}
         for name, low in minimum.items():
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")

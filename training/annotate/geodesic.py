@@ -13,10 +13,13 @@ upsampled bilinearly; the prior is smooth, the cut supplies the boundary detail.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import cv2
 import numpy as np
 
-__all__ = ["geodesic_distances", "geodesic_prior", "stroke_pixels"]
+__all__ = ["Coarse", "coarse_distances", "geodesic_distances", "geodesic_prior", "stroke_pixels", "upsample"]
 
 UNLABELLED = 255
 
@@ -36,6 +39,21 @@ def stroke_pixels(scribbles: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
+@dataclass
+class Coarse:
+    """Geodesic distances on the coarse grid, kept for an incremental update.
+
+    Attributes:
+        graph: the grid's (h*w, h*w) sparse path costs.
+        seeds: (h, w) uint8, the strokes on the grid (`stroke_pixels`).
+        distances: (K, h, w) float64, +inf for a class without strokes.
+    """
+
+    graph: Any
+    seeds: np.ndarray
+    distances: np.ndarray
+
+
 def geodesic_distances(image: np.ndarray, scribbles: np.ndarray, *, num_classes: int,
                        size: int = 160, colour_weight: float = 1.0) -> np.ndarray:
     """(K, H, W) float64 shortest-path lengths from each class's strokes; +inf for a class
@@ -48,8 +66,18 @@ def geodesic_distances(image: np.ndarray, scribbles: np.ndarray, *, num_classes:
         size: long side of the grid the paths run on.
         colour_weight: cost per unit of RGB difference, >= 0 (0: Euclidean distance).
     """
+    coarse = coarse_distances(image, scribbles, num_classes=num_classes, size=size, colour_weight=colour_weight)
+    return upsample(coarse, scribbles.shape)
+
+
+def coarse_distances(image: np.ndarray, scribbles: np.ndarray, *, num_classes: int, size: int = 160,
+                     colour_weight: float = 1.0, previous: Coarse | None = None) -> Coarse:
+    """`geodesic_distances` on the coarse grid. With `previous` (the same image, size and
+    colour_weight, fewer strokes), a class whose grid strokes did not change keeps its
+    distances and a class that only gained strokes takes min(previous, distance from the new
+    ones) (exact: a multi-source distance is the minimum over its sources); others are
+    recomputed. The graph is reused."""
     try:
-        from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import dijkstra
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("annotate's geodesic prior needs scipy: pip install 'wsdeploy[train]' "
@@ -58,6 +86,44 @@ def geodesic_distances(image: np.ndarray, scribbles: np.ndarray, *, num_classes:
     height, width = scribbles.shape
     scale = min(1.0, size / max(height, width))
     h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    if previous is not None and previous.seeds.shape == (h, w) and previous.distances.shape[0] == num_classes:
+        graph = previous.graph
+    else:
+        graph, previous = _graph(image, (h, w), colour_weight), None
+    seeds = stroke_pixels(scribbles, (h, w))
+    out = np.full((num_classes, h, w), np.inf)
+    for c in range(num_classes):
+        now = seeds == c
+        if previous is not None:
+            before = previous.seeds == c
+            if np.array_equal(now, before):
+                out[c] = previous.distances[c]
+                continue
+            if not (before & ~now).any():  # only gained strokes
+                d = dijkstra(graph, directed=False, indices=np.flatnonzero(now & ~before), min_only=True)
+                out[c] = np.minimum(previous.distances[c], d.reshape(h, w))
+                continue
+        if now.any():
+            out[c] = dijkstra(graph, directed=False, indices=np.flatnonzero(now), min_only=True).reshape(h, w)
+    return Coarse(graph=graph, seeds=seeds, distances=out)
+
+
+def upsample(coarse: Coarse, shape: tuple[int, int]) -> np.ndarray:
+    """(K, H, W) float64: the coarse distances resized bilinearly to `shape` (+inf stays)."""
+    height, width = shape
+    out = np.full((coarse.distances.shape[0], height, width), np.inf)
+    for c, d in enumerate(coarse.distances):
+        if np.isfinite(d).all():
+            out[c] = cv2.resize(d.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def _graph(image: np.ndarray, shape: tuple[int, int], colour_weight: float) -> Any:
+    """The coarse grid's 8-neighbour path costs as a sparse (h*w, h*w) matrix."""
+    from scipy.sparse import coo_matrix
+
+    height, width = image.shape[:2]
+    h, w = shape
     small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
     step = (height / h + width / w) / 2  # one coarse pixel in full-resolution pixels
     index = np.arange(h * w).reshape(h, w)
@@ -69,16 +135,8 @@ def geodesic_distances(image: np.ndarray, scribbles: np.ndarray, *, num_classes:
         src.append(index[p].ravel())
         dst.append(index[q].ravel())
         cost.append((np.hypot(dy, dx) * step + colour_weight * colour).ravel() + 1e-6)
-    graph = coo_matrix((np.concatenate(cost), (np.concatenate(src), np.concatenate(dst))),
-                       shape=(h * w, h * w)).tocsr()
-    seeds = stroke_pixels(scribbles, (h, w))
-    out = np.full((num_classes, height, width), np.inf)
-    for c in range(num_classes):
-        start = np.flatnonzero(seeds == c)
-        if start.size:
-            d = dijkstra(graph, directed=False, indices=start, min_only=True).reshape(h, w)
-            out[c] = cv2.resize(d.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    return out
+    return coo_matrix((np.concatenate(cost), (np.concatenate(src), np.concatenate(dst))),
+                      shape=(h * w, h * w)).tocsr()
 
 
 def geodesic_prior(distances: np.ndarray, *, weight: float) -> np.ndarray:

@@ -5,9 +5,10 @@ strokes instead of a box, with an optional geodesic location prior.
                   + sum_{p~q} gamma / |p - q| exp(-beta |I_p - I_q|^2) [x_p != x_q]
 
 - theta: one RGB Gaussian mixture per class (`mixture`), first fitted on that class's strokes
-  only. GrabCut (and OpenCV's `grabCut` with a mask) also fits the background on every
-  unlabelled pixel, which lets the object's own colours into the background model when the
-  strokes are short;
+  only (cfg.cut_init="strokes"). GrabCut (and OpenCV's `grabCut` with a mask) also fits the
+  background on every unlabelled pixel ("background"): background colours no stroke covers
+  are then modelled, but the object's own colours enter the background model too, which loses
+  the unscribbled parts of an object when its strokes are short (issue 15 measures both);
 - hard: the strokes are kept (`_HARD` on every other class at a scribbled pixel);
 - prior: `geodesic.geodesic_prior`, cfg.cut_geodesic_weight * d_c / sum d (0 = off);
 - pairwise: `grid.contrast_weights`, 8-connected.
@@ -17,23 +18,27 @@ fixed (exact by max-flow for K = 2, alpha-expansion for K > 2), refit theta on x
 previous theta, keep the refit only if it does not raise E(x; .), stop when x stops changing
 or after cfg.cut_iterations cuts. E never increases (`CutState.energies`). The iterations run
 at cfg.cut_size on the long side (area-resized image, every stroke kept); one last cut at the
-photo's own resolution with the final theta gives the mask.
+photo's own resolution with the final theta gives the mask (cfg.cut_full_iterations > 1:
+that many refits and cuts there).
 
-A warm start (`previous=`) reuses the image's pairwise weights, cuts once from the previous
-theta (and labels) and once from the new strokes' own colour models, and iterates from the
-lower-energy of the two: adding a stroke then costs a couple of cuts, and the result is the
-fresh run's whenever the fresh start is the better one.
+A warm start (`previous=`) reuses the image's pairwise weights and the classes' geodesic
+distances (a class that only gained strokes takes the minimum of its old distances and those
+from the new pixels, exact), and descends once from the previous theta and labels (the new
+strokes imposed) instead of fitting the strokes afresh: adding a stroke costs a few cuts at
+the working size and the one at full size. The result is the fresh run's when both descents
+reach the same fixed point; from two starts the alternation can also stop in two different
+local minima of the same energy (benchmarks/annotate_incremental.py counts how often).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from wsdeploy.training.annotate.config import AnnotateConfig
-from wsdeploy.training.annotate.geodesic import geodesic_distances, geodesic_prior, stroke_pixels
+from wsdeploy.training.annotate.geodesic import Coarse, coarse_distances, geodesic_prior, stroke_pixels, upsample
 from wsdeploy.training.annotate.grid import contrast_weights, energy, minimise
 from wsdeploy.training.annotate.mixture import Mixtures, fit_mixtures, log_likelihood
 
@@ -58,6 +63,8 @@ class CutState:
         energies: E after every working-resolution cut, non-increasing.
         image_key: a digest of the image, to refuse a warm start on another photograph.
         gamma: the Potts weight `edges` were built with.
+        geodesic: the coarse geodesic distances (updated, not recomputed, after a new stroke).
+        geodesic_colour: the colour weight they were computed with.
     """
 
     image_shape: tuple[int, int]
@@ -69,6 +76,8 @@ class CutState:
     energies: list[float] = field(default_factory=list)
     image_key: tuple = ()
     gamma: float = 0.0
+    geodesic: Coarse | None = None
+    geodesic_colour: float = 0.0
 
 
 def _image_key(rgb: np.ndarray) -> tuple:
@@ -124,39 +133,66 @@ def graph_cut(
         edges_full = None if work == (height, width) else contrast_weights(rgb, gamma=cfg.cut_gamma)
 
     prior_full = np.zeros((k, height, width))
+    coarse = None
     if cfg.cut_geodesic_weight > 0:
-        d = geodesic_distances(rgb, scribbles, num_classes=k, colour_weight=cfg.cut_geodesic_colour)
-        prior_full = geodesic_prior(d, weight=cfg.cut_geodesic_weight)
+        reuse = previous.geodesic if previous is not None and previous.geodesic_colour == cfg.cut_geodesic_colour else None
+        coarse = coarse_distances(rgb, scribbles, num_classes=k, colour_weight=cfg.cut_geodesic_colour, previous=reuse)
+        prior_full = geodesic_prior(upsample(coarse, (height, width)), weight=cfg.cut_geodesic_weight)
     if extra_unary is not None:
         prior_full = prior_full + extra_unary
     prior = prior_full if work == (height, width) else _resize_stack(prior_full, work).astype(np.float64)
     fixed = prior + _hard(small_scribbles, k)  # (K, h, w): everything of U but the colour term
 
-    # starts: the strokes' own colour models (a fresh run) and, warm, the previous fit's; the
-    # first cut from each, and the lower energy goes on (so a warm start never ends above the
-    # fresh run's first step, and equals a fresh run whenever that step wins)
-    starts = [(fit_mixtures(small, small_scribbles, num_classes=k, components=cfg.cut_components,
-                            iterations=_FIRST_EM), None)]
-    if previous is not None:
-        kept = np.where(small_scribbles == UNLABELLED, previous.labels, small_scribbles).astype(np.uint8)
-        starts.append((previous.mixtures, kept))
-    best = None
-    for start, init in starts:
+    if previous is None:  # fresh: the first colour models (`_first_labels`), a cut, the descent
+        start = fit_mixtures(small, _first_labels(small_scribbles, cfg.cut_init), num_classes=k,
+                             components=cfg.cut_components, iterations=_FIRST_EM)
         start_unary = fixed - log_likelihood(start, small)
-        start_labels = minimise(start_unary, edges, init=init)
-        e = energy(start_labels, start_unary, edges)
-        if best is None or e < best[0]:
-            best = (e, start, start_unary, start_labels)
-    e, mix, unary, labels = best
-    energies, cuts = [e], len(starts)
-    while True:  # refit theta on x (kept only if E does not rise), cut x, until x stops changing
-        refit = fit_mixtures(small, labels, num_classes=k, components=cfg.cut_components,
+        mix, unary, labels, energies, cuts = _descend(small, fixed, edges, start, start_unary,
+                                                      minimise(start_unary, edges), cfg, k)
+    else:
+        # warm: one descent from the previous fit and labels (the strokes kept), no fresh fit;
+        # when that descent converges to the fresh run's fixed point, the two masks agree
+        init = previous.labels if previous.work == work else cv2.resize(
+            previous.labels, work[::-1], interpolation=cv2.INTER_NEAREST)
+        init = np.where(small_scribbles == UNLABELLED, init, small_scribbles).astype(np.uint8)
+        start_unary = fixed - log_likelihood(previous.mixtures, small)
+        first = minimise(start_unary, edges, init=init)
+        mix, unary, labels, energies, cuts = _descend(small, fixed, edges, previous.mixtures, start_unary,
+                                                      first, cfg, k)
+
+    if edges_full is None:
+        full_labels, full_unary = labels, unary
+    else:
+        fixed_full = prior_full + _hard(scribbles, k)
+        full_unary = fixed_full - log_likelihood(mix, rgb)
+        full_labels = minimise(full_unary, edges_full, init=cv2.resize(labels, (width, height),
+                                                                         interpolation=cv2.INTER_NEAREST))
+        if cfg.cut_full_iterations > 1:  # more refits and cuts at the photo's own size
+            _, full_unary, full_labels, _, more = _descend(
+                rgb, fixed_full, edges_full, mix, full_unary, full_labels,
+                replace(cfg, cut_iterations=cfg.cut_full_iterations), k)
+            cuts += more - 1
+    probs = _posterior(full_unary)
+    state = CutState(image_shape=(height, width), work=work, edges=edges, edges_full=edges_full,
+                     mixtures=mix, labels=labels, energies=energies, image_key=key,
+                     gamma=cfg.cut_gamma, geodesic=coarse, geodesic_colour=cfg.cut_geodesic_colour)
+    return full_labels, probs, state, {"energy": energies[-1], "cuts": float(cuts)}
+
+
+def _descend(small: np.ndarray, fixed: np.ndarray, edges: list[np.ndarray], mix: Mixtures,
+             unary: np.ndarray, labels: np.ndarray, cfg: AnnotateConfig, k: int) -> tuple:
+    """Block-coordinate descent from a first cut `labels` of `unary` (= fixed - log p(. | mix)):
+    refit theta on x (kept only if E does not rise), cut x, until x stops changing or
+    cfg.cut_iterations cuts. Returns (mix, unary, labels, energies, cuts)."""
+    energies, cuts = [energy(labels, unary, edges)], 1
+    while True:
+        refit = fit_mixtures(small, labels, num_classes=k, components=mix.weights.shape[1],
                              iterations=cfg.cut_em_iterations, init=mix)
         refit_unary = fixed - log_likelihood(refit, small)
         if energy(labels, refit_unary, edges) > energies[-1]:
             break  # the refit would raise E(labels; .): theta is as good as EM gets it
-        mix, unary = refit, refit_unary
-        if cuts >= max(cfg.cut_iterations, len(starts)):
+        mix, unary = refit, refit_unary  # the last refit is kept even when no cut follows
+        if cuts >= cfg.cut_iterations:
             break
         new = minimise(unary, edges, init=labels)
         cuts += 1
@@ -164,18 +200,16 @@ def graph_cut(
         if np.array_equal(new, labels):
             break
         labels = new
+    return mix, unary, labels, energies, cuts
 
-    if edges_full is None:
-        full_labels, full_unary = labels, unary
-    else:
-        full_unary = prior_full + _hard(scribbles, k) - log_likelihood(mix, rgb)
-        full_labels = minimise(full_unary, edges_full, init=cv2.resize(labels, (width, height),
-                                                                         interpolation=cv2.INTER_NEAREST))
-    probs = _posterior(full_unary)
-    state = CutState(image_shape=(height, width), work=work, edges=edges, edges_full=edges_full,
-                     mixtures=mix, labels=labels, energies=energies, image_key=key,
-                     gamma=cfg.cut_gamma)
-    return full_labels, probs, state, {"energy": energies[-1], "cuts": float(cuts)}
+
+def _first_labels(scribbles: np.ndarray, rule: str) -> np.ndarray:
+    """The labelling the first colour models are fitted on: (h, w) uint8, 255 = used by no class.
+    "strokes": the strokes alone; "background": GrabCut's rule, every unlabelled pixel also
+    fits class 0 (the background)."""
+    if rule == "background":
+        return np.where(scribbles == UNLABELLED, 0, scribbles).astype(np.uint8)
+    return scribbles
 
 
 def _posterior(unary: np.ndarray) -> np.ndarray:
