@@ -17,7 +17,13 @@ from wsdeploy.training.annotate.geodesic import (  # noqa: E402
     geodesic_prior,
     stroke_pixels,
 )
-from wsdeploy.training.annotate.grid import binary_cut, contrast_weights, energy, expansion, minimise  # noqa: E402
+from wsdeploy.training.annotate.grid import (  # noqa: E402
+    binary_cut,
+    contrast_weights,
+    energy,
+    expansion,
+    minimise,
+)
 from wsdeploy.training.annotate.mixture import Mixtures, fit_mixtures, log_likelihood  # noqa: E402
 
 from tests.training.test_annotate import two_halves  # noqa: E402
