@@ -45,8 +45,8 @@ test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The scribble table (README, "The scribble table") from a fresh clone: the dataset, then every
-# row of RUNS for each of SEEDS at 1 thread per run, PARALLEL runs at a time (about 7-12 min per
-# run on one core of the 2-core machines; 5 rows x 3 seeds, about 90 min). Finished runs are
+# row of RUNS for each of SEEDS at 1 thread per run, PARALLEL runs at a time (15-21 min per run
+# when two share the 2-core machines; 5 rows x 3 seeds, about 2.5 hours). Finished runs are
 # reused on a rerun; RUNS=full,pce,pce+crf,pce+entropy,pce+crf+entropy,pce+ncut,pce+potts adds
 # the other two regularizers.
 TABLE_DATA ?= data/synthetic-128-seed1
