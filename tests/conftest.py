@@ -6,8 +6,9 @@ running torch's default of one thread per core would oversubscribe the cores. Mo
 tiny models whose per-op work is microseconds, where extra threads only wait on each other's
 barrier (a width-16 forward pass measured ~200x slower with two threads on a busy 2-core CPU).
 The determinism and resume tests compare bits between a test and the subprocesses it starts,
-which needs the same thread count (the same kernels) on both sides. A test that needs more
-threads sets them itself and restores them.
+which needs the same thread count (the same kernels) on both sides. Every test starts at one
+thread (`_one_torch_thread`); a module- or session-scoped fixture, built before that, still sets
+its own.
 
 `@pytest.mark.exhaustive` marks tests whose coverage a faster test already gives (e.g. every
 ResNet depth of a head whose shallow variant is tested); they run only with
@@ -27,6 +28,13 @@ import torch  # noqa: E402
 torch.set_num_threads(1)  # in case a plugin imported torch before this file set the variables
 
 RUN_EXHAUSTIVE = os.environ.get("WSDEPLOY_SLOW_TESTS") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> None:
+    """Back to one thread before every test: an in-process command may have changed it for the
+    whole process (`wsdeploy bench --threads`, the server's `torch_threads`)."""
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -7,7 +7,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 
 from wsdeploy.cli.main import main
 from wsdeploy.data.synthetic import generate_dataset
@@ -22,7 +21,6 @@ _TINY = "--crop-size 48 --scale-min 1 --scale-max 1 --batch-size 2 --workers 0 -
 
 @pytest.mark.slow
 def test_propagation_chain_runs_every_stage_and_reuses_finished_ones(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     stages = _load("imagelevel_stages")
     data = str(generate_dataset(tmp_path / "ds", num_images=6, size=48, seed=3, val_fraction=0.34, workers=0))

@@ -16,7 +16,6 @@ from wsdeploy.models import build_model
 
 @pytest.fixture
 def cams(tmp_path) -> tuple[Path, Path]:
-    torch.set_num_threads(1)
     data = generate_dataset(tmp_path / "ds", num_images=4, size=32, seed=1, val_fraction=0.25, workers=0)
     torch.manual_seed(0)
     card = ModelCard(arch="classifier_resnet18", arch_kwargs={"width": 8}, classes=list(CLASSES), supervision="tags")

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 import pytest
-import torch
 from wsdeploy.training.config import TrainConfig, config_from_dict, load_config
 from wsdeploy.training.presets import PRESETS, RLOSS_VOC_CRF_WEIGHT, preset
 from wsdeploy.training.report import (
@@ -91,7 +90,6 @@ def test_trainer_says_what_it_does(tmp_path, caplog, capsys, monkeypatch):
     from wsdeploy.checkpoint import read_checkpoint
     from wsdeploy.data.synthetic import generate_dataset
 
-    torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)
     generate_dataset(tmp_path / "ds", num_images=4, size=32, seed=0, val_fraction=0.25, workers=0)
     config = TrainConfig(data="ds", supervision="scribbles", losses="pce,crf", model="deeplabv3plus_resnet18",

@@ -34,7 +34,6 @@ def _net() -> tuple[AffinityNet, ModelCard]:
 
 
 def test_dataset_propagation_batches_by_size_and_matches_one_image_at_a_time():
-    torch.set_num_threads(1)
     net, card = _net()
     data = _Images([(24, 32), (24, 32), (20, 28)])  # 20 x 28 is padded to 24 x 32 inside
     rng = np.random.default_rng(1)
