@@ -121,7 +121,8 @@ def test_demo_trains_evaluates_and_segments(tmp_path, capsys):
 
 def test_demo_train_config_is_the_scribble_recipe():
     config = demo_train_config(data=str(DEMO_DATA_PATH), out_dir="unused", steps=DEFAULT_TRAIN_STEPS)
-    assert config.supervision == "scribbles" and config.loss_names[0] == "pce" and "crf" in config.loss_names
+    # the synthetic scribble table's best row: pce+crf (entropy on top was no help)
+    assert config.supervision == "scribbles" and list(config.loss_names) == ["pce", "crf"]
     assert config.crop_size == 128 and config.val_split == "val"
 
 
