@@ -56,9 +56,10 @@ def _mean_row(name: str, stage: str, split: str, per_seed: dict[int, dict[str, A
 def chain(
     wsdeploy: Wsdeploy, *, tag: str, data: str, out: Path, classifier: Path, cams_train: Path, cams_val: Path,
     seed_dirs: dict[str, Path], args: Any, passthrough: list[str], picked: dict[str, Any] | None,
-    train_masks: bool = True,
+    train_masks: bool = True, until: str = "final",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Steps 1-4 for one classifier; returns (rows, the picked walk settings).
+    """Steps 1-4 for one classifier (1-3 with `until="pseudo"`); returns (rows, the picked walk
+    settings).
 
     `picked` = None: choose (beta, steps, threshold) on train (needs train masks); else reuse it.
     """
@@ -135,6 +136,8 @@ def chain(
     else:
         use = picked.get("pseudo_used", "cam+rw")
     picked = {**picked, "pseudo_used": use}
+    if until == "pseudo":
+        return rows, picked
     per_round: dict[int, dict[int, dict[str, Any]]] = {r: {} for r in range(1, args.rounds + 1)}
     for s in seeds:
         run_dir = out / f"selftrain_seed{s}"
@@ -153,14 +156,18 @@ def chain(
 def run_stages(
     wsdeploy: Wsdeploy, *, data: str, out: Path, args: Any, passthrough: list[str], results: dict[str, Any],
     save: Callable[[], None], classifier: Path, cams_train: Path, cams_val: Path, seed_dirs: dict[str, Path],
+    until: str = "final",
 ) -> None:
-    """Steps 1-6 of the module docstring, appending rows to `results["runs"]`."""
+    """Steps 1-6 of the module docstring, appending rows to `results["runs"]`; `until="pseudo"`:
+    steps 1-3 only (the walk and its pseudo-masks, no segmenter, no contrast or 4x-tags rows)."""
     rows, picked = chain(wsdeploy, tag="", data=data, out=out / "propagation", classifier=classifier,
                          cams_train=cams_train, cams_val=cams_val, seed_dirs=seed_dirs, args=args,
-                         passthrough=passthrough, picked=None)
+                         passthrough=passthrough, picked=None, until=until)
     results["runs"].extend(rows)
     results["walk_picked"] = picked
     save()
+    if until == "pseudo":
+        return
     if args.contrast_weight > 0:
         clf = out / "classifier_contrast"
         clf_cmd = wsdeploy(["train", "--data", data, "--supervision", "tags", "--out-dir", str(clf), "--no-progress",

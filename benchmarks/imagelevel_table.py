@@ -63,9 +63,10 @@ def main() -> int:
     parser.add_argument("--also-runs-on", default="", choices=["", "cam seeds", "cam+crf seeds"],
                         help="also train final runs on these seeds (rows named '<run> on <seeds>')")
     parser.add_argument("--also-runs", default=None, help="the final runs trained on --also-runs-on (default: --runs)")
-    parser.add_argument("--until", default="final", choices=["final", "sweep"],
+    parser.add_argument("--until", default="final", choices=["final", "pseudo", "sweep"],
                         help="'sweep': stop after the classifier, the train CAMs and their threshold sweep "
-                        "(e.g. to compare classifier budgets: benchmarks/results/imagelevel_classifier6k_sweep.json)")
+                        "(e.g. to compare classifier budgets: benchmarks/results/imagelevel_classifier6k_sweep.json); "
+                        "'pseudo' (with --propagation): stop after the pseudo-masks, before any segmenter trains")
     group = parser.add_argument_group("propagation stages (issue 14)")
     parser.add_argument("--sweep-args", default="",
                         help="extra flags of the train sweeps (CAMs, walks), e.g. '--pick-by precision --min-coverage 0.5'")
@@ -172,6 +173,19 @@ def main() -> int:
         save()
     chosen = max(seed_rows.values(), key=lambda r: r["miou"])
     results["seeds_used"] = chosen["name"]
+
+    if args.until == "pseudo":
+        if not args.propagation:
+            parser.error("--until pseudo needs --propagation (the pseudo-masks are the random walk's)")
+        imagelevel_stages.run_stages(
+            wsdeploy, data=data, out=out, args=args, passthrough=passthrough, results=results, save=save,
+            classifier=clf / "model.pt", cams_train=cams, cams_val=cams_val,
+            seed_dirs={"cam seeds": out / "seeds", "cam+crf seeds": out / "seeds_crf"}, until="pseudo",
+        )
+        print(f"wrote {args.json} (until the pseudo-masks)")
+        for run in results["runs"]:
+            print(f"  {run['stage']:>6} {run['name']:>22} ({run['split']}): {run['miou']:.4f}")
+        return 0
 
     # 3. segmenters on the seeds, and the full-supervision reference
     seed_sets = [(chosen, "", names)]

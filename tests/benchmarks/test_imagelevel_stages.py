@@ -67,3 +67,8 @@ def test_propagation_chain_runs_every_stage_and_reuses_finished_ones(tmp_path, m
     ran.clear()
     again, _ = stages.chain(wsdeploy, **kwargs)  # a re-run reuses every finished stage
     assert ran == [] and [r["miou"] for r in again] == [r["miou"] for r in rows]
+    # until="pseudo" (imagelevel_table.py --until pseudo) stops before any segmenter trains
+    pseudo_rows, pseudo_picked = stages.chain(wsdeploy, **{**kwargs, "out": out / "pseudo_only"}, until="pseudo")
+    assert [r["name"] for r in pseudo_rows] == ["cam+rw", "cam+rw", "cam+rw+crf"]
+    assert not any("--rounds" in c for c in ran) and not (out / "pseudo_only" / "selftrain_seed0").exists()
+    assert pseudo_picked["pseudo_used"] in ("cam+rw", "cam+rw+crf")
