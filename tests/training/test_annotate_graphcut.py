@@ -18,13 +18,19 @@ from wsdeploy.training.annotate.geodesic import (  # noqa: E402
     stroke_pixels,
 )
 from wsdeploy.training.annotate.grid import (  # noqa: E402
+    BinaryCut,
     binary_cut,
     contrast_weights,
     energy,
     expansion,
     minimise,
 )
-from wsdeploy.training.annotate.mixture import Mixtures, fit_mixtures, log_likelihood  # noqa: E402
+from wsdeploy.training.annotate.mixture import (  # noqa: E402
+    Mixtures,
+    distinct_colours,
+    fit_mixtures,
+    log_likelihood,
+)
 
 from tests.training.test_annotate import two_halves  # noqa: E402
 
@@ -51,6 +57,38 @@ def test_binary_cut_is_the_exact_minimiser():
     best = min(energy(np.array(bits, np.uint8).reshape(3, 4), unary, edges)
                for bits in itertools.product((0, 1), repeat=12))
     assert energy(binary_cut(unary, edges), unary, edges) == pytest.approx(best, abs=1e-9)
+
+
+def test_binary_cut_resolved_on_its_graph_is_the_exact_minimiser_of_each_new_unary():
+    """A dynamic cut: each solve only changes the terminal links (up and down, across the
+    sign of U1 - U0, hard constraints included) and resumes from the previous flow."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 255, (3, 4, 3)).astype(np.uint8)
+    edges = contrast_weights(image, gamma=4.0)
+    cut = BinaryCut(edges)
+    unary = rng.normal(0, 3, (2, 3, 4))
+    for step in range(8):
+        if step == 5:
+            unary[1, 0, 0] = 1e6  # a stroke of class 0 added
+        labels = cut.solve(unary)
+        best = min(energy(np.array(bits, np.uint8).reshape(3, 4), unary, edges)
+                   for bits in itertools.product((0, 1), repeat=12))
+        assert energy(labels, unary, edges) == pytest.approx(best, abs=1e-9)
+        unary = unary + rng.normal(0, 1.0 if step % 2 else 0.05, unary.shape)
+    assert cut.solves == 8
+    with pytest.raises(ValueError, match=r"expected unary \(2, 3, 4\), got \(2, 4, 3\)"):
+        cut.solve(np.zeros((2, 4, 3)))
+
+
+def test_dynamic_cut_on_a_larger_grid_matches_a_graph_built_afresh():
+    image, _, truth = disc_scene(48, seed=5)
+    edges = contrast_weights(image, gamma=50.0)
+    rng = np.random.default_rng(8)
+    base = np.stack([2.0 * truth, 2.0 * (1 - truth)]) + rng.normal(0, 1.5, (2, 48, 48))
+    cut = BinaryCut(edges)
+    for _ in range(4):
+        unary = base + rng.normal(0, 0.5, base.shape)
+        np.testing.assert_array_equal(cut.solve(unary), binary_cut(unary, edges))
 
 
 def test_expansion_moves_never_raise_the_energy_and_find_three_regions():
@@ -132,8 +170,32 @@ def test_warm_start_below_full_size_agrees_with_a_fresh_run():
     warm = annotate(image, more, config=cfg, previous=first)
     fresh = annotate(image, more, config=cfg)
     assert warm.state.edges is first.state.edges and warm.state.edges_full is first.state.edges_full  # reused
+    assert warm.state.cut is first.state.cut and warm.state.cut_full is first.state.cut_full  # graphs too
+    assert first.state.colours is None and warm.state.colours is not None  # found by the first warm start
     assert (warm.labels == fresh.labels).mean() > 0.99
     assert (warm.labels == truth).mean() > 0.9
+
+
+def test_warm_start_on_kept_graphs_gives_what_graphs_built_afresh_give():
+    """The dynamic cuts and the per-colour likelihood of a warm start change no label: the
+    same update with the previous graphs and colours dropped (rebuilt) agrees exactly."""
+    image, scribbles, _ = disc_scene(48, seed=3)
+    cfg = AnnotateConfig(cut_size=24)
+    first = annotate(image, scribbles, config=cfg)
+    more = scribbles.copy()
+    more[10:38, 45] = 0
+    dynamic = annotate(image, more, config=cfg, previous=first)  # on first's graphs, then...
+    first.state.cut = first.state.cut_full = None  # ...an update that builds its own
+    rebuilt = annotate(image, more, config=cfg, previous=first)
+    assert rebuilt.state.cut is not dynamic.state.cut
+    np.testing.assert_array_equal(dynamic.labels, rebuilt.labels)
+    np.testing.assert_allclose(dynamic.probs, rebuilt.probs, rtol=0, atol=1e-6)
+    most = more.copy()
+    most[40:44, 8:30] = 0  # a second update, on the kept graphs and colours
+    second = annotate(image, most, config=cfg, previous=dynamic)
+    assert second.state.cut_full is dynamic.state.cut_full and second.state.colours is dynamic.state.colours
+    rebuilt.state.cut = rebuilt.state.cut_full = rebuilt.state.colours = None
+    np.testing.assert_array_equal(second.labels, annotate(image, most, config=cfg, previous=rebuilt).labels)
 
 
 def test_graph_cut_is_deterministic():
@@ -187,6 +249,17 @@ def test_mixture_log_likelihood_is_the_gaussian_density():
             q = np.einsum("ni,ij,nj->n", d, np.linalg.inv(covs[c, j]), d)
             expect[c] += mix.weights[c, j] * np.exp(-0.5 * q) / np.sqrt((2 * np.pi) ** 3 * np.linalg.det(covs[c, j]))
     np.testing.assert_allclose(log_likelihood(mix, image).reshape(2, -1), np.log(expect), rtol=1e-9)
+
+
+def test_log_likelihood_per_distinct_colour_equals_per_pixel():
+    rng = np.random.default_rng(9)
+    image = rng.integers(0, 4, (6, 7, 3)).astype(np.uint8) * 60  # few colours, many repeats
+    mix = fit_mixtures(image, rng.integers(0, 2, (6, 7)), num_classes=2, components=2, iterations=2)
+    colours = distinct_colours(image)
+    assert len(colours.values) == len(np.unique(image.reshape(-1, 3), axis=0))
+    np.testing.assert_array_equal(colours.values[colours.index], image.astype(np.float64))
+    np.testing.assert_allclose(log_likelihood(mix, image, colours=colours), log_likelihood(mix, image),
+                               rtol=1e-12, atol=0)
 
 
 def test_mixture_fit_separates_two_colours_and_warm_start_keeps_it():

@@ -25,7 +25,10 @@ A warm start (`previous=`) reuses the image's pairwise weights and the classes' 
 distances (a class that only gained strokes takes the minimum of its old distances and those
 from the new pixels, exact), and descends once from the previous theta and labels (the new
 strokes imposed) instead of fitting the strokes afresh: adding a stroke costs a few cuts at
-the working size and the one at full size. The result is the fresh run's when both descents
+the working size and the one at full size. For K = 2 those cuts run on the previous call's
+graphs (`grid.BinaryCut`, kept in the state), which only change their terminal links and
+resume max-flow from the flow they hold: exact, without rebuilding a graph (the full-size
+graph was half of an update's time). The result is the fresh run's when both descents
 reach the same fixed point; from two starts the alternation can also stop in two different
 local minima of the same energy (benchmarks/annotate_incremental.py counts how often).
 """
@@ -39,8 +42,8 @@ import numpy as np
 
 from wsdeploy.training.annotate.config import AnnotateConfig
 from wsdeploy.training.annotate.geodesic import Coarse, coarse_distances, geodesic_prior, stroke_pixels, upsample
-from wsdeploy.training.annotate.grid import contrast_weights, energy, minimise
-from wsdeploy.training.annotate.mixture import Mixtures, fit_mixtures, log_likelihood
+from wsdeploy.training.annotate.grid import BinaryCut, contrast_weights, energy, minimise
+from wsdeploy.training.annotate.mixture import Colours, Mixtures, distinct_colours, fit_mixtures, log_likelihood
 
 __all__ = ["CutState", "graph_cut"]
 
@@ -65,6 +68,13 @@ class CutState:
         gamma: the Potts weight `edges` were built with.
         geodesic: the coarse geodesic distances (updated, not recomputed, after a new stroke).
         geodesic_colour: the colour weight they were computed with.
+        cut: the working grid's s-t graph of the last cut (K = 2), reused by a warm start;
+            shared with (and changed by) the states warm-started from this one. The two
+            graphs hold about 330 bytes per pixel of their grids while the state is alive
+            (115 MB for a 640 x 480 photograph).
+        cut_full: the same at (H, W), None when (h, w) == (H, W) or K > 2.
+        colours: the photograph's distinct colours (`mixture.distinct_colours`), found by the
+            first warm start and kept for the next, None before.
     """
 
     image_shape: tuple[int, int]
@@ -78,6 +88,9 @@ class CutState:
     gamma: float = 0.0
     geodesic: Coarse | None = None
     geodesic_colour: float = 0.0
+    cut: BinaryCut | None = None
+    cut_full: BinaryCut | None = None
+    colours: Colours | None = None
 
 
 def _image_key(rgb: np.ndarray) -> tuple:
@@ -126,7 +139,8 @@ def graph_cut(
     work = (max(1, round(height * scale)), max(1, round(width * scale)))
     small = rgb if work == (height, width) else cv2.resize(rgb, work[::-1], interpolation=cv2.INTER_AREA)
     small_scribbles = scribbles if work == (height, width) else stroke_pixels(scribbles, work)
-    if previous is not None and previous.work == work and previous.gamma == cfg.cut_gamma:
+    same_grid = previous is not None and previous.work == work and previous.gamma == cfg.cut_gamma
+    if same_grid:
         edges, edges_full = previous.edges, previous.edges_full
     else:
         edges = contrast_weights(small, gamma=cfg.cut_gamma)
@@ -147,8 +161,9 @@ def graph_cut(
         start = fit_mixtures(small, _first_labels(small_scribbles, cfg.cut_init), num_classes=k,
                              components=cfg.cut_components, iterations=_FIRST_EM)
         start_unary = fixed - log_likelihood(start, small)
-        mix, unary, labels, energies, cuts = _descend(small, fixed, edges, start, start_unary,
-                                                      minimise(start_unary, edges), cfg, k)
+        first, cut = _cut(start_unary, edges, init=None, reuse=None)
+        mix, unary, labels, energies, cuts, cut = _descend(small, fixed, edges, start, start_unary,
+                                                           first, cut, cfg, k, dynamic=False)
     else:
         # warm: one descent from the previous fit and labels (the strokes kept), no fresh fit;
         # when that descent converges to the fresh run's fixed point, the two masks agree
@@ -156,34 +171,53 @@ def graph_cut(
             previous.labels, work[::-1], interpolation=cv2.INTER_NEAREST)
         init = np.where(small_scribbles == UNLABELLED, init, small_scribbles).astype(np.uint8)
         start_unary = fixed - log_likelihood(previous.mixtures, small)
-        first = minimise(start_unary, edges, init=init)
-        mix, unary, labels, energies, cuts = _descend(small, fixed, edges, previous.mixtures, start_unary,
-                                                      first, cfg, k)
+        first, cut = _cut(start_unary, edges, init=init, reuse=previous.cut if same_grid else None)
+        mix, unary, labels, energies, cuts, cut = _descend(small, fixed, edges, previous.mixtures, start_unary,
+                                                           first, cut, cfg, k, dynamic=True)
 
+    warm = previous is not None
+    cut_full, colours = None, None
     if edges_full is None:
         full_labels, full_unary = labels, unary
     else:
         fixed_full = prior_full + _hard(scribbles, k)
-        full_unary = fixed_full - log_likelihood(mix, rgb)
-        full_labels = minimise(full_unary, edges_full, init=cv2.resize(labels, (width, height),
-                                                                         interpolation=cv2.INTER_NEAREST))
+        if warm:  # the mixtures once per distinct colour (the fresh run keeps its own arithmetic)
+            colours = previous.colours if previous.colours is not None else distinct_colours(rgb)
+        full_unary = fixed_full - log_likelihood(mix, rgb, colours=colours)
+        full_labels, cut_full = _cut(full_unary, edges_full,
+                                     init=cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST),
+                                     reuse=previous.cut_full if warm and same_grid else None)
         if cfg.cut_full_iterations > 1:  # more refits and cuts at the photo's own size
-            _, full_unary, full_labels, _, more = _descend(
-                rgb, fixed_full, edges_full, mix, full_unary, full_labels,
-                replace(cfg, cut_iterations=cfg.cut_full_iterations), k)
+            _, full_unary, full_labels, _, more, cut_full = _descend(
+                rgb, fixed_full, edges_full, mix, full_unary, full_labels, cut_full,
+                replace(cfg, cut_iterations=cfg.cut_full_iterations), k, dynamic=warm)
             cuts += more - 1
     probs = _posterior(full_unary)
     state = CutState(image_shape=(height, width), work=work, edges=edges, edges_full=edges_full,
                      mixtures=mix, labels=labels, energies=energies, image_key=key,
-                     gamma=cfg.cut_gamma, geodesic=coarse, geodesic_colour=cfg.cut_geodesic_colour)
+                     gamma=cfg.cut_gamma, geodesic=coarse, geodesic_colour=cfg.cut_geodesic_colour,
+                     cut=cut, cut_full=cut_full, colours=colours)
     return full_labels, probs, state, {"energy": energies[-1], "cuts": float(cuts)}
 
 
+def _cut(unary: np.ndarray, edges: list[np.ndarray], *, init: np.ndarray | None,
+         reuse: BinaryCut | None) -> tuple[np.ndarray, BinaryCut | None]:
+    """Minimise E once: K = 2 by max-flow on `reuse`'s graph (a dynamic cut) or on a new one,
+    K > 2 by alpha-expansion from `init`. Returns the labels and the graph a next cut can reuse."""
+    if unary.shape[0] != 2:
+        return minimise(unary, edges, init=init), None
+    cut = reuse if reuse is not None else BinaryCut(edges)
+    return cut.solve(unary), cut
+
+
 def _descend(small: np.ndarray, fixed: np.ndarray, edges: list[np.ndarray], mix: Mixtures,
-             unary: np.ndarray, labels: np.ndarray, cfg: AnnotateConfig, k: int) -> tuple:
+             unary: np.ndarray, labels: np.ndarray, cut: BinaryCut | None, cfg: AnnotateConfig, k: int,
+             *, dynamic: bool) -> tuple:
     """Block-coordinate descent from a first cut `labels` of `unary` (= fixed - log p(. | mix)):
     refit theta on x (kept only if E does not rise), cut x, until x stops changing or
-    cfg.cut_iterations cuts. Returns (mix, unary, labels, energies, cuts)."""
+    cfg.cut_iterations cuts. dynamic: every cut reuses `cut`'s graph (the warm start), else
+    each builds its own (the fresh run, as before graphs were kept). Returns (mix, unary,
+    labels, energies, cuts, the graph of the last cut)."""
     energies, cuts = [energy(labels, unary, edges)], 1
     while True:
         refit = fit_mixtures(small, labels, num_classes=k, components=mix.weights.shape[1],
@@ -194,13 +228,13 @@ def _descend(small: np.ndarray, fixed: np.ndarray, edges: list[np.ndarray], mix:
         mix, unary = refit, refit_unary  # the last refit is kept even when no cut follows
         if cuts >= cfg.cut_iterations:
             break
-        new = minimise(unary, edges, init=labels)
+        new, cut = _cut(unary, edges, init=labels, reuse=cut if dynamic else None)
         cuts += 1
         energies.append(energy(new, unary, edges))
         if np.array_equal(new, labels):
             break
         labels = new
-    return mix, unary, labels, energies, cuts
+    return mix, unary, labels, energies, cuts, cut
 
 
 def _first_labels(scribbles: np.ndarray, rule: str) -> np.ndarray:

@@ -7,18 +7,21 @@
 classes one s-t min cut gives the exact minimiser (`binary_cut`); for K > 2, alpha-expansion
 (Boykov, Veksler & Zabih, PAMI 2001) applies one exact binary cut per class and cycle, each
 never raising E (`expansion`). Max-flow is Kolmogorov's BK algorithm through PyMaxflow (the
-`train` extra), imported where it is used.
+`train` extra), imported where it is used. `BinaryCut` keeps one grid's graph between cuts
+of changing unaries and resumes max-flow from the flow it already holds (a dynamic graph cut,
+Kohli & Torr, PAMI 2007): the same exact minimiser without rebuilding the graph.
 
     edges = contrast_weights(image, gamma=50.0)        # 4 (H, W) arrays, one per direction
     labels = binary_cut(unary, edges)                  # unary (2, H, W) float64
     energy(labels, unary, edges)                       # float
+    cut = BinaryCut(edges); cut.solve(unary); cut.solve(other_unary)   # the second is cheaper
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["OFFSETS", "binary_cut", "contrast_weights", "energy", "expansion", "minimise"]
+__all__ = ["OFFSETS", "BinaryCut", "binary_cut", "contrast_weights", "energy", "expansion", "minimise"]
 
 OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))  # (dy, dx): each undirected 8-neighbour pair once
 
@@ -96,14 +99,49 @@ def _graph(shape: tuple[int, int]):
 
 def binary_cut(unary: np.ndarray, edges: list[np.ndarray]) -> np.ndarray:
     """Exact minimiser of E for two classes: unary (2, H, W) float -> (H, W) uint8 labels."""
-    g, nodes = _graph(unary.shape[1:])
-    for (dy, dx), wgt in zip(OFFSETS, edges):
-        g.add_grid_edges(nodes, weights=wgt, structure=_structure(dy, dx), symmetric=True)
-    low = np.minimum(unary[0], unary[1])
-    # the sink side is label 1: a node there cuts its edge from the source, so that edge costs U1
-    g.add_grid_tedges(nodes, unary[1] - low, unary[0] - low)
-    g.maxflow()
-    return g.get_grid_segments(nodes).astype(np.uint8)
+    return BinaryCut(edges).solve(unary)
+
+
+class BinaryCut:
+    """The s-t graph of one grid's pairwise weights, reused by every `solve`.
+
+    `solve(unary)` sets the terminal links to the new unary (only U1 - U0 matters: they hold
+    max(U1 - U0, 0) to the source and max(U0 - U1, 0) to the sink) by adding the change to
+    what they hold now, and resumes max-flow on the residual graph of the previous solve.
+    Changing a terminal link shifts every cut's cost in that residual graph by the same
+    change as in the new graph, so the residual min cut is the new graph's min cut: the
+    exact minimiser, as a graph built afresh would give (Kohli & Torr, "Dynamically updating
+    max-flow / min-cut", PAMI 2007), at a fraction of the cost when the unary changed little.
+    The first solve is `binary_cut` itself. Pixels whose two labels tie in energy may fall
+    on either side, as from any max-flow.
+
+    Holds the graph (PyMaxflow's 8-connected grid: about 330 bytes per pixel, 100 MB at
+    640 x 480, measured); not thread-safe (a solve changes it).
+
+    Args:
+        edges: `contrast_weights` of the grid, (H, W) each.
+    """
+
+    def __init__(self, edges: list[np.ndarray]) -> None:
+        self.shape = edges[0].shape
+        self._graph, self._nodes = _graph(self.shape)
+        for (dy, dx), wgt in zip(OFFSETS, edges):
+            self._graph.add_grid_edges(self._nodes, weights=wgt, structure=_structure(dy, dx), symmetric=True)
+        self._held = np.zeros(self.shape)  # the U1 - U0 the terminal links hold now
+        self.solves = 0
+
+    def solve(self, unary: np.ndarray) -> np.ndarray:
+        """Exact minimiser of E for unary (2, H, W) float64 and this grid: (H, W) uint8 labels."""
+        if unary.shape != (2, *self.shape):
+            raise ValueError(f"expected unary (2, {self.shape[0]}, {self.shape[1]}), got {unary.shape}")
+        diff = unary[1] - unary[0]
+        change = diff - self._held if self.solves else diff
+        # the sink side is label 1: a node there cuts its edge from the source, so that edge costs U1
+        self._graph.add_grid_tedges(self._nodes, np.maximum(change, 0.0), np.maximum(-change, 0.0))
+        self._graph.maxflow()
+        self._held = diff
+        self.solves += 1
+        return self._graph.get_grid_segments(self._nodes).astype(np.uint8)
 
 
 def expansion(labels: np.ndarray, alpha: int, unary: np.ndarray, edges: list[np.ndarray]) -> np.ndarray:
