@@ -168,7 +168,7 @@ def annotate(
             same seed gives the same result on the same device.
         previous: graph cut only: the result of an earlier call on the same photograph with
             fewer strokes; the fit starts from its colour models and reuses its pairwise
-            weights (an incremental update after the user adds a stroke).
+            weights and max-flow graphs (an incremental update after the user adds a stroke).
 
     Returns:
         AnnotateResult with labels (H, W) uint8 and probs (K, H, W) float32.
