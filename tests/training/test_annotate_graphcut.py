@@ -4,6 +4,7 @@ the geodesic prior, and clear errors on bad input."""
 from __future__ import annotations
 
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -196,6 +197,19 @@ def test_warm_start_on_kept_graphs_gives_what_graphs_built_afresh_give():
     assert second.state.cut_full is dynamic.state.cut_full and second.state.colours is dynamic.state.colours
     rebuilt.state.cut = rebuilt.state.cut_full = rebuilt.state.colours = None
     np.testing.assert_array_equal(second.labels, annotate(image, most, config=cfg, previous=rebuilt).labels)
+
+
+def test_a_pickled_result_still_warm_starts():
+    """PyMaxflow's graphs do not pickle: a pickled state keeps the weights and rebuilds them."""
+    image, scribbles, _ = disc_scene(48, seed=3)
+    cfg = AnnotateConfig(cut_size=24)
+    first = annotate(image, scribbles, config=cfg)
+    copy = pickle.loads(pickle.dumps(first))
+    assert copy.state.cut is not None and copy.state.cut._graph is None
+    more = scribbles.copy()
+    more[10:38, 45] = 0
+    np.testing.assert_array_equal(annotate(image, more, config=cfg, previous=copy).labels,
+                                  annotate(image, more, config=cfg, previous=first).labels)
 
 
 def test_graph_cut_is_deterministic():

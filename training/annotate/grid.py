@@ -116,7 +116,9 @@ class BinaryCut:
     on either side, as from any max-flow.
 
     Holds the graph (PyMaxflow's 8-connected grid: about 330 bytes per pixel, 100 MB at
-    640 x 480, measured); not thread-safe (a solve changes it).
+    640 x 480, measured); not thread-safe (a solve changes it). A pickled or deep-copied
+    BinaryCut keeps only the weights (PyMaxflow's graph does not pickle) and builds its graph
+    afresh on its first solve.
 
     Args:
         edges: `contrast_weights` of the grid, (H, W) each.
@@ -124,18 +126,27 @@ class BinaryCut:
 
     def __init__(self, edges: list[np.ndarray]) -> None:
         self.shape = edges[0].shape
-        self._graph, self._nodes = _graph(self.shape)
-        for (dy, dx), wgt in zip(OFFSETS, edges):
-            self._graph.add_grid_edges(self._nodes, weights=wgt, structure=_structure(dy, dx), symmetric=True)
-        self._held = np.zeros(self.shape)  # the U1 - U0 the terminal links hold now
         self.solves = 0
+        self._edges = edges
+        self._graph = self._nodes = self._held = None  # built by the first solve
+
+    def __getstate__(self) -> dict:
+        return {"shape": self.shape, "solves": self.solves, "_edges": self._edges}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._graph = self._nodes = self._held = None
 
     def solve(self, unary: np.ndarray) -> np.ndarray:
         """Exact minimiser of E for unary (2, H, W) float64 and this grid: (H, W) uint8 labels."""
         if unary.shape != (2, *self.shape):
             raise ValueError(f"expected unary (2, {self.shape[0]}, {self.shape[1]}), got {unary.shape}")
+        if self._graph is None:
+            self._graph, self._nodes = _graph(self.shape)
+            for (dy, dx), wgt in zip(OFFSETS, self._edges):
+                self._graph.add_grid_edges(self._nodes, weights=wgt, structure=_structure(dy, dx), symmetric=True)
         diff = unary[1] - unary[0]
-        change = diff - self._held if self.solves else diff
+        change = diff if self._held is None else diff - self._held  # _held: the U1 - U0 the links hold
         # the sink side is label 1: a node there cuts its edge from the source, so that edge costs U1
         self._graph.add_grid_tedges(self._nodes, np.maximum(change, 0.0), np.maximum(-change, 0.0))
         self._graph.maxflow()
