@@ -173,6 +173,7 @@ def test_warm_start_below_full_size_agrees_with_a_fresh_run():
     assert warm.state.edges is first.state.edges and warm.state.edges_full is first.state.edges_full  # reused
     assert warm.state.cut is first.state.cut and warm.state.cut_full is first.state.cut_full  # graphs too
     assert first.state.colours is None and warm.state.colours is not None  # found by the first warm start
+    assert first.state.colours_work is None and warm.state.colours_work is not None
     assert (warm.labels == fresh.labels).mean() > 0.99
     assert (warm.labels == truth).mean() > 0.9
 
@@ -195,7 +196,8 @@ def test_warm_start_on_kept_graphs_gives_what_graphs_built_afresh_give():
     most[40:44, 8:30] = 0  # a second update, on the kept graphs and colours
     second = annotate(image, most, config=cfg, previous=dynamic)
     assert second.state.cut_full is dynamic.state.cut_full and second.state.colours is dynamic.state.colours
-    rebuilt.state.cut = rebuilt.state.cut_full = rebuilt.state.colours = None
+    assert dynamic.state.colours_work is not None and second.state.colours_work is dynamic.state.colours_work
+    rebuilt.state.cut = rebuilt.state.cut_full = rebuilt.state.colours = rebuilt.state.colours_work = None
     np.testing.assert_array_equal(second.labels, annotate(image, most, config=cfg, previous=rebuilt).labels)
 
 

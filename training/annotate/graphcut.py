@@ -28,9 +28,11 @@ strokes imposed) instead of fitting the strokes afresh: adding a stroke costs a 
 the working size and the one at full size. For K = 2 those cuts run on the previous call's
 graphs (`grid.BinaryCut`, kept in the state), which only change their terminal links and
 resume max-flow from the flow they hold: exact, without rebuilding a graph (the full-size
-graph was half of an update's time). The result is the fresh run's when both descents
-reach the same fixed point; from two starts the alternation can also stop in two different
-local minima of the same energy (benchmarks/annotate_incremental.py counts how often).
+graph was half of an update's time). The colour log-likelihoods of its descent and of its
+full-size cut are evaluated once per distinct colour (`mixture.distinct_colours`, kept in the
+state). The result is the fresh run's when both descents reach the same fixed point; from
+two starts the alternation can also stop in two different local minima of the same energy
+(benchmarks/annotate_incremental.py counts how often).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class CutState:
         cut_full: the same at (H, W), None when (h, w) == (H, W) or K > 2.
         colours: the photograph's distinct colours (`mixture.distinct_colours`), found by the
             first warm start and kept for the next, None before.
+        colours_work: the same for the working-resolution image, None before.
     """
 
     image_shape: tuple[int, int]
@@ -91,6 +94,7 @@ class CutState:
     cut: BinaryCut | None = None
     cut_full: BinaryCut | None = None
     colours: Colours | None = None
+    colours_work: Colours | None = None
 
 
 def _image_key(rgb: np.ndarray) -> tuple:
@@ -162,6 +166,7 @@ def graph_cut(
                              components=cfg.cut_components, iterations=_FIRST_EM)
         start_unary = fixed - log_likelihood(start, small)
         first, cut = _cut(start_unary, edges, init=None, reuse=None)
+        colours_work = None  # the fresh run evaluates every pixel, as before warm starts were sped up
         mix, unary, labels, energies, cuts, cut = _descend(small, fixed, edges, start, start_unary,
                                                            first, cut, cfg, k, dynamic=False)
     else:
@@ -170,10 +175,13 @@ def graph_cut(
         init = previous.labels if previous.work == work else cv2.resize(
             previous.labels, work[::-1], interpolation=cv2.INTER_NEAREST)
         init = np.where(small_scribbles == UNLABELLED, init, small_scribbles).astype(np.uint8)
-        start_unary = fixed - log_likelihood(previous.mixtures, small)
+        colours_work = (previous.colours_work if same_grid and previous.colours_work is not None
+                        else distinct_colours(small))  # the mixtures once per distinct colour here too
+        start_unary = fixed - log_likelihood(previous.mixtures, small, colours=colours_work)
         first, cut = _cut(start_unary, edges, init=init, reuse=previous.cut if same_grid else None)
         mix, unary, labels, energies, cuts, cut = _descend(small, fixed, edges, previous.mixtures, start_unary,
-                                                           first, cut, cfg, k, dynamic=True)
+                                                           first, cut, cfg, k, dynamic=True,
+                                                           colours=colours_work)
 
     warm = previous is not None
     cut_full, colours = None, None
@@ -196,7 +204,7 @@ def graph_cut(
     state = CutState(image_shape=(height, width), work=work, edges=edges, edges_full=edges_full,
                      mixtures=mix, labels=labels, energies=energies, image_key=key,
                      gamma=cfg.cut_gamma, geodesic=coarse, geodesic_colour=cfg.cut_geodesic_colour,
-                     cut=cut, cut_full=cut_full, colours=colours)
+                     cut=cut, cut_full=cut_full, colours=colours, colours_work=colours_work)
     return full_labels, probs, state, {"energy": energies[-1], "cuts": float(cuts)}
 
 
@@ -212,17 +220,18 @@ def _cut(unary: np.ndarray, edges: list[np.ndarray], *, init: np.ndarray | None,
 
 def _descend(small: np.ndarray, fixed: np.ndarray, edges: list[np.ndarray], mix: Mixtures,
              unary: np.ndarray, labels: np.ndarray, cut: BinaryCut | None, cfg: AnnotateConfig, k: int,
-             *, dynamic: bool) -> tuple:
+             *, dynamic: bool, colours: Colours | None = None) -> tuple:
     """Block-coordinate descent from a first cut `labels` of `unary` (= fixed - log p(. | mix)):
     refit theta on x (kept only if E does not rise), cut x, until x stops changing or
     cfg.cut_iterations cuts. dynamic: every cut reuses `cut`'s graph (the warm start), else
-    each builds its own (the fresh run, as before graphs were kept). Returns (mix, unary,
-    labels, energies, cuts, the graph of the last cut)."""
+    each builds its own (the fresh run, as before graphs were kept). colours: `small`'s
+    distinct colours, to evaluate each refit once per colour (the warm start), or None.
+    Returns (mix, unary, labels, energies, cuts, the graph of the last cut)."""
     energies, cuts = [energy(labels, unary, edges)], 1
     while True:
         refit = fit_mixtures(small, labels, num_classes=k, components=mix.weights.shape[1],
                              iterations=cfg.cut_em_iterations, init=mix)
-        refit_unary = fixed - log_likelihood(refit, small)
+        refit_unary = fixed - log_likelihood(refit, small, colours=colours)
         if energy(labels, refit_unary, edges) > energies[-1]:
             break  # the refit would raise E(labels; .): theta is as good as EM gets it
         mix, unary = refit, refit_unary  # the last refit is kept even when no cut follows
