@@ -43,7 +43,7 @@ def test_bundled_model_card_names_classes_palette_data_and_license(val_data):
     assert "street" in training["domain"]
     assert "/work/" not in json.dumps(card)  # no developer's absolute path
     row = evaluation["table_row"]
-    assert evaluation["split"] == "val" and 0.2 < evaluation["miou"] < 1.0
+    assert evaluation["split"] == "val" and 0.35 < evaluation["miou"] < 1.0
     assert row["seeds"] == 2 and len(row["miou_per_seed"]) == 2 and row["miou_spread"] >= 0
     assert evaluation["miou"] == pytest.approx(row["miou_per_seed"]["0"])  # the shipped file is seed 0's run
     assert runtime.DEFAULT_MODEL_PATH.stat().st_size < 8 * 2**20  # a few MB, not tens
@@ -57,9 +57,9 @@ def test_module_level_segment_on_street_frames_returns_the_11_classes(val_data):
         assert seg.classes == CAMVID_CLASSES
         assert seg.labels.shape == item["label"].shape == (360, 480)
         metric.update(seg.labels, item["label"])
-    # CamVid val frames the model never trained on: it scores 0.265 on these four (0.264 on all
-    # 101 val frames); chance is about 0.05 mIoU for 11 classes
-    assert metric.miou() > 0.2
+    # CamVid val frames the model never trained on: it scores 0.437 on these four (0.447 on all
+    # 101 val frames); chance is about 0.05 mIoU for 11 classes, the earlier 160-step model 0.265
+    assert metric.miou() > 0.35
     counts = seg.class_pixel_counts()
     assert {"road", "building", "sky"} <= set(counts)  # the big classes of a street scene
 
