@@ -30,8 +30,12 @@ def run_header(config: Any, *, images: int, device: str, world_size: int, losses
     start = config.regularizers_start
     if len(losses) > 1 and start > 0 and "pce" in losses:
         parts.append(f"(from step {start})")
+    if config.method == "affinity":  # the net is built on the frozen classifier, not from config.model
+        model = f"affinity net on the frozen classifier {config.affinity.classifier}"
+    else:
+        model = f"{config.model} (width {config.width}, output stride {config.output_stride}, {weights})"
     return (
-        f"{config.model} (width {config.width}, output stride {config.output_stride}, {weights}) on "
+        f"{model} on "
         f"{images} {config.train_split!r} images of {config.data} ({config.supervision}), device {device} x "
         f"{world_size} process{'es' if world_size > 1 else ''}; batch {config.batch_size} x {config.grad_accum} x "
         f"{world_size} = {global_batch}, {config.steps} steps, {config.optimizer} lr {config.lr:g}, crops "

@@ -16,6 +16,7 @@ from wsdeploy.training.report import (
     schedule_warning,
     summary_line,
 )
+from wsdeploy.training.tags.settings import AffinitySettings
 
 from wsdeploy.cli.main import main
 
@@ -78,6 +79,11 @@ def test_report_lines():
     assert "switch on at step 1000, after the last step (30)" in schedule_warning(
         TrainConfig(data="d", losses="pce,crf", steps=30, regularizers_from_step=1000))
     assert schedule_warning(config) is None
+    affinity = TrainConfig(data="d", supervision="tags", method="affinity", seeds="s", steps=5,
+                           affinity=AffinitySettings(classifier="runs/clf/model.pt"))
+    header = run_header(affinity, images=8, device="cpu", world_size=1, losses=affinity.loss_weights)
+    assert header.startswith("affinity net on the frozen classifier runs/clf/model.pt on 8 'train' images")
+    assert "deeplabv3plus" not in header  # config.model is not what trains
     assert format_duration(42) == "42.0 s" and format_duration(511) == "8m 31s" and format_duration(7980) == "2h 13m"
     line = summary_line(steps=3000, seconds=511, metric="miou", summary={"miou": 0.49901}, split="val", val_images=160)
     assert line == "done: 3000 steps in 8m 31s (0.17 s/step); val miou 0.4990 on 160 'val' images"
