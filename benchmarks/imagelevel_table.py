@@ -84,6 +84,8 @@ def main() -> int:
     names = [n for n in args.runs.split(",") if n]
     if unknown := [n for n in names if n not in FINAL_RUNS]:
         parser.error(f"unknown runs {unknown}; choose from {list(FINAL_RUNS)}")
+    if args.until == "pseudo" and not args.propagation:  # before hours of classifier training, not after
+        parser.error("--until pseudo needs --propagation (the pseudo-masks are the random walk's)")
 
     out = Path(args.out_dir)
     data = args.data
@@ -174,14 +176,15 @@ def main() -> int:
     chosen = max(seed_rows.values(), key=lambda r: r["miou"])
     results["seeds_used"] = chosen["name"]
 
-    if args.until == "pseudo":
-        if not args.propagation:
-            parser.error("--until pseudo needs --propagation (the pseudo-masks are the random walk's)")
+    def propagate(until: str) -> None:  # the propagation stages (issue 14) on this classifier's CAMs
         imagelevel_stages.run_stages(
             wsdeploy, data=data, out=out, args=args, passthrough=passthrough, results=results, save=save,
             classifier=clf / "model.pt", cams_train=cams, cams_val=cams_val,
-            seed_dirs={"cam seeds": out / "seeds", "cam+crf seeds": out / "seeds_crf"}, until="pseudo",
+            seed_dirs={"cam seeds": out / "seeds", "cam+crf seeds": out / "seeds_crf"}, until=until,
         )
+
+    if args.until == "pseudo":
+        propagate("pseudo")
         print(f"wrote {args.json} (until the pseudo-masks)")
         for run in results["runs"]:
             print(f"  {run['stage']:>6} {run['name']:>22} ({run['split']}): {run['miou']:.4f}")
@@ -210,11 +213,7 @@ def main() -> int:
             print(f"[{label}] val mIoU {results['runs'][-1]['miou']:.4f}", flush=True)
             save()
     if args.propagation:
-        imagelevel_stages.run_stages(
-            wsdeploy, data=data, out=out, args=args, passthrough=passthrough, results=results, save=save,
-            classifier=clf / "model.pt", cams_train=cams, cams_val=cams_val,
-            seed_dirs={"cam seeds": out / "seeds", "cam+crf seeds": out / "seeds_crf"},
-        )
+        propagate("final")
     if args.full_model:  # one model.pt per training seed, comma-separated
         per_seed = {}
         for i, path in enumerate(p for p in args.full_model.split(",") if p):
