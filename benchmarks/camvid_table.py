@@ -254,8 +254,12 @@ def main() -> int:
     run_all([j for js in tune_jobs.values() for j in js] + untuned, **run)
     tuning, chosen = {}, {}
     for loss, ws in candidates.items():
+        chosen[loss] = ws[0]
+        if not needs[loss]:
+            continue  # no row of this table uses the loss: nothing to choose or record
         scores = {f"{w:g}": j.row["miou"] for w, j in zip(ws, tune_jobs[loss])} if loss in tune_jobs else {}
-        chosen[loss] = max(ws, key=lambda w: scores[f"{w:g}"]) if scores else ws[0]
+        if scores:
+            chosen[loss] = max(ws, key=lambda w: scores[f"{w:g}"])
         tuning[f"{loss}_weight"] = {
             "candidates": [f"{w:g}" for w in ws], "tune_miou": scores, "chosen": f"{chosen[loss]:g}",
             "rule": "highest mIoU on splits/tune.txt (seed 0, trained on splits/tune_train.txt)"
