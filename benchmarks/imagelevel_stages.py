@@ -28,6 +28,7 @@ import json
 import shlex
 import statistics
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,14 @@ def _mean_row(name: str, stage: str, split: str, per_seed: dict[int, dict[str, A
             "runs_per_seed": {str(s): r for s, r in per_seed.items()}, **extra}
 
 
+def _per_seed(wsdeploy: Wsdeploy, parallel: int, jobs: dict[int, tuple[list[str], Path]]) -> dict[int, str]:
+    """Run one `wsdeploy` job per training seed, `parallel` at a time (the seeds' runs are
+    independent); returns each seed's recorded command. A failed job fails the stage."""
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        futures = {s: pool.submit(wsdeploy, cmd, done) for s, (cmd, done) in jobs.items()}
+        return {s: f.result() for s, f in futures.items()}
+
+
 def chain(
     wsdeploy: Wsdeploy, *, tag: str, data: str, out: Path, classifier: Path, cams_train: Path, cams_val: Path,
     seed_dirs: dict[str, Path], args: Any, passthrough: list[str], picked: dict[str, Any] | None,
@@ -73,16 +82,13 @@ def chain(
         aff_seeds = max(stats, key=lambda n: stats[n]["precision"] or 0.0)
     else:
         aff_seeds = next(iter(seed_dirs))
-    affinity: dict[int, Path] = {}
-    commands: dict[int, str] = {}
-    for s in seeds:
-        run_dir = out / f"affinity_seed{s}"
-        commands[s] = wsdeploy(["train", "--data", data, "--supervision", "tags", "--method", "affinity",
-                                "--affinity-classifier", str(classifier), *_affinity_background(data),
-                                "--seeds", str(seed_dirs[aff_seeds].resolve()),
-                                "--out-dir", str(run_dir), "--no-progress", "--seed", str(s),
-                                *shlex.split(args.affinity_args)], run_dir / "model.pt")
-        affinity[s] = run_dir / "model.pt"
+    affinity = {s: out / f"affinity_seed{s}" / "model.pt" for s in seeds}
+    commands = _per_seed(wsdeploy, args.parallel, {
+        s: (["train", "--data", data, "--supervision", "tags", "--method", "affinity",
+             "--affinity-classifier", str(classifier), *_affinity_background(data),
+             "--seeds", str(seed_dirs[aff_seeds].resolve()),
+             "--out-dir", str(affinity[s].parent), "--no-progress", "--seed", str(s),
+             *shlex.split(args.affinity_args)], affinity[s]) for s in seeds})
 
     def walk(s: int, cams: Path, split: str, beta: float, steps: int, thresholds: str) -> tuple[Path, list[dict[str, Any]], str]:
         """Propagated CAMs of one split (and their sweep, unless train masks are off limits)."""
@@ -139,14 +145,15 @@ def chain(
     if until == "pseudo":
         return rows, picked
     per_round: dict[int, dict[int, dict[str, Any]]] = {r: {} for r in range(1, args.rounds + 1)}
+    run_dirs = {s: out / f"selftrain_seed{s}" for s in seeds}
+    _per_seed(wsdeploy, args.parallel, {
+        s: (["train", "--data", data, "--supervision", "tags", "--method", "seeds-rloss",
+             "--seeds", pseudo_sets[use][s]["seeds"], "--losses", args.round_losses, "--rounds", str(args.rounds),
+             "--out-dir", str(run_dirs[s]), "--no-progress", *passthrough, *shlex.split(args.round_args),
+             "--seed", str(s)], run_dirs[s] / f"round{args.rounds}" / "train" / "model.pt") for s in seeds})
     for s in seeds:
-        run_dir = out / f"selftrain_seed{s}"
-        wsdeploy(["train", "--data", data, "--supervision", "tags", "--method", "seeds-rloss",
-                  "--seeds", pseudo_sets[use][s]["seeds"], "--losses", args.round_losses, "--rounds", str(args.rounds),
-                  "--out-dir", str(run_dir), "--no-progress", *passthrough, *shlex.split(args.round_args),
-                  "--seed", str(s)], run_dir / f"round{args.rounds}" / "train" / "model.pt")
         for r in per_round:
-            model = run_dir / f"round{r}" / "train" / "model.pt"
+            model = run_dirs[s] / f"round{r}" / "train" / "model.pt"
             per_round[r][s] = final_row(f"round {r}", model, None)
     for r, per_seed in per_round.items():
         rows.append(_mean_row(f"round {r}{suffix}", "final", "val", per_seed, trained_on=use))

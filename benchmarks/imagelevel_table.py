@@ -72,6 +72,9 @@ def main() -> int:
                         help="extra flags of the train sweeps (CAMs, walks), e.g. '--pick-by precision --min-coverage 0.5'")
     group.add_argument("--propagation", action="store_true", help="also run the affinity / random walk / self-training stages")
     group.add_argument("--train-seeds", default="0,1", help="training seeds of every trained row (default: 0,1)")
+    group.add_argument("--parallel", type=int, default=1,
+                       help="the training seeds' affinity and self-training runs trained at the same time "
+                       "(set OMP_NUM_THREADS so that parallel x threads fits the cores)")
     group.add_argument("--affinity-args", default="", help="extra flags of the affinity runs, e.g. '--steps 2000 --affinity-radius 5'")
     group.add_argument("--betas", default="4,8,16", help="random-walk beta grid, picked on train")
     group.add_argument("--walk-steps", default="64,256", help="random-walk steps grid, picked on train")

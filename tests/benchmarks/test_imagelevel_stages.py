@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,7 +51,7 @@ def test_propagation_chain_runs_every_stage_and_reuses_finished_ones(tmp_path, m
     args = argparse.Namespace(
         train_seeds="0", affinity_args=f"--steps 2 --affinity-radius 3 --affinity-dim 4 {_TINY}", betas="4",
         walk_steps="8", rounds=2, round_losses="pce", round_args=f"--relabel-crf --model lraspp_resnet18 --width 8 "
-        f"--steps 2 {_TINY}", fg_thresholds="0.1,0.5", sweep_args="",
+        f"--steps 2 {_TINY}", fg_thresholds="0.1,0.5", sweep_args="", parallel=1,
     )
     kwargs = dict(tag="", data=data, out=out / "propagation", classifier=clf / "model.pt", cams_train=cams["train"],
                   cams_val=cams["val"], seed_dirs=seeds, args=args, passthrough=[], picked=None)
@@ -72,3 +74,22 @@ def test_propagation_chain_runs_every_stage_and_reuses_finished_ones(tmp_path, m
     assert [r["name"] for r in pseudo_rows] == ["cam+rw", "cam+rw", "cam+rw+crf"]
     assert not any("--rounds" in c for c in ran) and not (out / "pseudo_only" / "selftrain_seed0").exists()
     assert pseudo_picked["pseudo_used"] in ("cam+rw", "cam+rw+crf")
+
+
+def test_per_seed_jobs_run_at_the_same_time_and_a_failure_fails_the_stage(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    stages = _load("imagelevel_stages")
+    barrier = threading.Barrier(2, timeout=10)  # broken (an error) unless both jobs run at once
+
+    def wsdeploy(cmd: list[str], done: Path) -> str:
+        barrier.wait()
+        return " ".join(cmd)
+
+    jobs = {0: (["train", "--seed", "0"], Path("a")), 1: (["train", "--seed", "1"], Path("b"))}
+    assert stages._per_seed(wsdeploy, 2, jobs) == {0: "train --seed 0", 1: "train --seed 1"}
+
+    def failing(cmd: list[str], done: Path) -> str:
+        raise subprocess.CalledProcessError(1, cmd)
+
+    with pytest.raises(subprocess.CalledProcessError):
+        stages._per_seed(failing, 2, jobs)
