@@ -47,6 +47,15 @@ RUNS = {  # name -> (supervision, losses)
     "pce+crf+entropy": ("scribbles", "pce,crf,entropy"),
     "pce+ncut": ("scribbles", "pce,ncut"),
     "pce+potts": ("scribbles", "pce,potts"),
+    "pce+adm": ("scribbles", "pce,adm"),
+}
+# A row's own flags, after the passthrough ones. ADM's proposal step (issue 20, "proposals instead
+# of plain gradients") uses the dense-CRF loss's kernel (sigma_rgb 30, sigma_xy 25) and lambda 16:
+# the smallest lambda within one point of the best proposal mIoU on the first 64 *train* images
+# (benchmarks/results/adm_proposals.json: 80.2 / 81.8 / 82.0 / 82.0 at 8 / 16 / 32 / 64); val
+# chose nothing.
+RUN_FLAGS = {
+    "pce+adm": ["--adm-crf-weight", "16", "--adm-sigma-rgb", "30", "--adm-sigma-xy", "25"],
 }
 
 
@@ -99,12 +108,7 @@ def main() -> int:
     jobs = []  # (name, seed, cmd, out)
     for seed in seeds:  # seed-major: the first seed's table is complete before the next starts
         for name in names:
-            supervision, losses = RUNS[name]
-            out = Path(args.out_dir) / (name.replace("+", "_") + ("" if seed == 0 else f"_seed{seed}"))
-            cmd = ["wsdeploy", "train", "--data", args.data, "--supervision", supervision, "--losses", losses,
-                   "--out-dir", str(out), "--no-progress", *passthrough,
-                   *(["--seed", str(seed)] if seed else [])]
-            jobs.append((name, seed, cmd, out))
+            jobs.append((name, seed, *run_command(name, seed, args.data, Path(args.out_dir), passthrough)))
     if args.collect_only:
         done = {(name, seed): summarise_run(name, out, " ".join(shlex.quote(c) for c in cmd))
                 for name, seed, cmd, out in jobs if trained_with(out / "model.pt", cmd)}
@@ -129,6 +133,17 @@ def main() -> int:
         print(f"  {run['name']:>16}: {run['miou']:.4f} +- {run['miou_std'] or 0:.4f} "
               f"(n={len(run['miou_per_seed'])}){verdict}")
     return 0
+
+
+def run_command(name: str, seed: int, data: str, out_dir: Path, passthrough: list[str]) -> tuple[list[str], Path]:
+    """The `wsdeploy train` command of one (row, seed) run and its folder: the row's supervision
+    and losses, the shared flags, the row's own (`RUN_FLAGS`), and `--seed` unless it is 0."""
+    supervision, losses = RUNS[name]
+    out = out_dir / (name.replace("+", "_") + ("" if seed == 0 else f"_seed{seed}"))
+    cmd = ["wsdeploy", "train", "--data", data, "--supervision", supervision, "--losses", losses,
+           "--out-dir", str(out), "--no-progress", *passthrough, *RUN_FLAGS.get(name, []),
+           *(["--seed", str(seed)] if seed else [])]
+    return cmd, out
 
 
 def markdown(results: dict) -> str:

@@ -2,7 +2,11 @@
 missing seeds, and the README table drawn from them (hand-made runs, nothing trained)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from wsdeploy.cli.main import build_parser
 
 from tests.benchmarks.test_records import _load
 
@@ -45,3 +49,14 @@ def test_markdown_names_the_seeds_a_row_lacks(table):
     lines = text.splitlines()
     assert len(lines) == 5 and lines[2].startswith("| full | **51.0** +- 1.4 | 50.0, 52.0 | 100.0% |")
     assert "41.0 (seed 1 not run)" in lines[4] and "no spread" in lines[4]
+
+
+def test_only_the_adm_row_gets_the_proposal_flags_and_they_parse(table):
+    adm, adm_out = table.run_command("pce+adm", 2, "data/x", Path("runs/t"), ["--steps", "10"])
+    assert adm_out == Path("runs/t/pce_adm_seed2")
+    assert adm[adm.index("--losses") + 1] == "pce,adm" and adm[-2:] == ["--seed", "2"]
+    assert adm[adm.index("--adm-crf-weight") + 1] == "16"
+    crf, crf_out = table.run_command("pce+crf", 0, "data/x", Path("runs/t"), ["--steps", "10"])
+    assert crf_out == Path("runs/t/pce_crf") and not any(c.startswith("--adm") for c in crf)
+    parsed = build_parser("train").parse_args(adm[1:])
+    assert (parsed.adm_crf_weight, parsed.adm_sigma_rgb, parsed.adm_sigma_xy) == (16.0, 30.0, 25.0)
