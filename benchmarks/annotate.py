@@ -70,13 +70,21 @@ GRID = [{"cut_gamma": g, "cut_geodesic_weight": w} for g, w in ((50.0, 0.0), (50
                                                                    (100.0, 5.0), (100.0, 20.0))] + [
     {"cut_gamma": g, "cut_geodesic_weight": 5.0, **extra} for g, extra in (
         (100.0, {"cut_size": 240}), (100.0, {"cut_size": 320}), (50.0, {"cut_init": "background"}),
-        (100.0, {"cut_full_iterations": 3}))]
+        (100.0, {"cut_full_iterations": 3}))] + [
+    # third round: the geodesic paths also (or only) pay for changes of the strokes' colour
+    # posterior (cut_geodesic_likelihood, Bai & Sapiro's metric), from the 240-px default
+    {"cut_gamma": 100.0, "cut_geodesic_weight": w, "cut_size": 240, "cut_geodesic_likelihood": lik,
+     "cut_geodesic_colour": c} for w, lik, c in ((5.0, 100.0, 0.0), (5.0, 100.0, 0.25), (5.0, 100.0, 1.0),
+                                                 (5.0, 300.0, 1.0), (10.0, 100.0, 1.0))]
 # what a candidate does not name stays at the first round's settings, whatever annotate's defaults
-GRID_BASE = {"cut_size": 160}
+GRID_BASE = {"cut_size": 160, "cut_geodesic_likelihood": 0.0}
 NETWORK_WEIGHTS = (1.0, 5.0)
 # the graph cut under the network's unary, as measured (the network row does not read cut_*;
 # pinned so that a change of annotate's defaults does not re-run the 6-s-per-photo network rows)
-NETWORK_CUT = {"cut_size": 160, "cut_gamma": 50.0, "cut_geodesic_weight": 5.0}
+NETWORK_CUT = {"cut_size": 160, "cut_gamma": 50.0, "cut_geodesic_weight": 5.0, "cut_geodesic_likelihood": 0.0}
+# fields added to AnnotateConfig after rows were stored: the value that runs the code those rows
+# ran (a row without the field ran with it off, whatever its default is now)
+ADDED_OFF = {"cut_geodesic_likelihood": 0.0}
 
 Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, scribbles, seed) -> labels
 
@@ -140,7 +148,7 @@ def parse_grid(text: str) -> list[dict]:
 def same_config(old: dict, new: dict) -> bool:
     """Whether a stored row ran these settings: fields added to AnnotateConfig since the row was
     written must be at their defaults (which reproduce the code the row ran)."""
-    defaults = AnnotateConfig().as_dict()
+    defaults = AnnotateConfig().as_dict() | ADDED_OFF
     return all(old[k] == v if k in old else v == defaults[k] for k, v in new.items()) and set(old) <= set(new)
 
 

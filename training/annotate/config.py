@@ -68,7 +68,7 @@ _INTS = ("size", "steps", "width", "depth", "crf_iterations", "colour_components
          "cut_iterations", "cut_em_iterations", "cut_components", "cut_full_iterations")
 _NONNEG = ("crf_weight", "potts_weight", "ncut_weight", "entropy_weight", "coord_scale",
            "scribble_confidence", "colour_loss", "cut_gamma", "cut_geodesic_weight", "cut_geodesic_colour",
-           "cut_network_weight")
+           "cut_geodesic_likelihood", "cut_network_weight")
 _POSITIVE = ("lr", "sigma_xy", "sigma_rgb", "potts_sigma_rgb")
 
 
@@ -88,6 +88,9 @@ class AnnotateConfig:
         cut_components: Gaussians per class of the graph cut's colour models, >= 1.
         cut_geodesic_weight: weight of the geodesic location prior d_c / sum d (0 = off), >= 0.
         cut_geodesic_colour: path cost per unit of RGB difference in that distance, >= 0.
+        cut_geodesic_likelihood: path cost per unit of change of the class posterior under
+            colour models fitted on the strokes alone (total-variation distance, in [0, 1]) in
+            that distance, >= 0 (0 = off; `geodesic.stroke_posterior`).
         cut_network_weight: > 0 fits the per-image network first (the network fields below)
             and adds -cut_network_weight * log(its probabilities) to the unary, >= 0.
         cut_full_iterations: cuts at the photo's own size after the iterations at cut_size
@@ -130,8 +133,9 @@ class AnnotateConfig:
     cut_iterations: int = 10  # cuts at most
     cut_em_iterations: int = 3  # EM iterations per colour-model refit
     cut_components: int = 5  # Gaussians per class
-    cut_geodesic_weight: float = 5.0  # geodesic location prior, 0 = off
+    cut_geodesic_weight: float = 10.0  # geodesic location prior, 0 = off (chosen on GrabCut-13, issue 15)
     cut_geodesic_colour: float = 1.0  # its path cost per RGB unit
+    cut_geodesic_likelihood: float = 100.0  # its path cost per unit of the strokes' colour posterior, 0 = off
     cut_network_weight: float = 0.0  # the per-image network's -log p as one more unary, 0 = off
     cut_full_iterations: int = 1  # cuts at the photo's own size after those at cut_size
     cut_init: str = "strokes"  # first colour models on: "strokes", or "background" (GrabCut's)

@@ -10,7 +10,9 @@ strokes instead of a box, with an optional geodesic location prior.
   are then modelled, but the object's own colours enter the background model too, which loses
   the unscribbled parts of an object when its strokes are short (issue 15 measures both);
 - hard: the strokes are kept (`_HARD` on every other class at a scribbled pixel);
-- prior: `geodesic.geodesic_prior`, cfg.cut_geodesic_weight * d_c / sum d (0 = off);
+- prior: `geodesic.geodesic_prior`, cfg.cut_geodesic_weight * d_c / sum d (0 = off), the
+  paths' cost from RGB differences (cfg.cut_geodesic_colour) and changes of the strokes' colour
+  posterior (cfg.cut_geodesic_likelihood);
 - pairwise: `grid.contrast_weights`, 8-connected.
 
 Bound-optimisation / block-coordinate descent on (x, theta), as GrabCut: cut x with theta
@@ -70,6 +72,8 @@ class CutState:
         gamma: the Potts weight `edges` were built with.
         geodesic: the coarse geodesic distances (updated, not recomputed, after a new stroke).
         geodesic_colour: the colour weight they were computed with.
+        geodesic_likelihood: the posterior weight they were computed with (> 0: their graph
+            depends on every stroke and is rebuilt by a warm start).
         cut: the working grid's s-t graph of the last cut (K = 2), reused by a warm start;
             shared with (and changed by) the states warm-started from this one. The two
             graphs hold about 330 bytes per pixel of their grids while the state is alive
@@ -91,6 +95,7 @@ class CutState:
     gamma: float = 0.0
     geodesic: Coarse | None = None
     geodesic_colour: float = 0.0
+    geodesic_likelihood: float = 0.0
     cut: BinaryCut | None = None
     cut_full: BinaryCut | None = None
     colours: Colours | None = None
@@ -153,8 +158,12 @@ def graph_cut(
     prior_full = np.zeros((k, height, width))
     coarse = None
     if cfg.cut_geodesic_weight > 0:
-        reuse = previous.geodesic if previous is not None and previous.geodesic_colour == cfg.cut_geodesic_colour else None
-        coarse = coarse_distances(rgb, scribbles, num_classes=k, colour_weight=cfg.cut_geodesic_colour, previous=reuse)
+        same_metric = previous is not None and (previous.geodesic_colour, previous.geodesic_likelihood) == (
+            cfg.cut_geodesic_colour, cfg.cut_geodesic_likelihood)
+        reuse = previous.geodesic if same_metric else None
+        coarse = coarse_distances(rgb, scribbles, num_classes=k, colour_weight=cfg.cut_geodesic_colour,
+                                  likelihood_weight=cfg.cut_geodesic_likelihood, components=cfg.cut_components,
+                                  previous=reuse)
         prior_full = geodesic_prior(upsample(coarse, (height, width)), weight=cfg.cut_geodesic_weight)
     if extra_unary is not None:
         prior_full = prior_full + extra_unary
@@ -204,6 +213,7 @@ def graph_cut(
     state = CutState(image_shape=(height, width), work=work, edges=edges, edges_full=edges_full,
                      mixtures=mix, labels=labels, energies=energies, image_key=key,
                      gamma=cfg.cut_gamma, geodesic=coarse, geodesic_colour=cfg.cut_geodesic_colour,
+                     geodesic_likelihood=cfg.cut_geodesic_likelihood,
                      cut=cut, cut_full=cut_full, colours=colours, colours_work=colours_work)
     return full_labels, probs, state, {"energy": energies[-1], "cuts": float(cuts)}
 
