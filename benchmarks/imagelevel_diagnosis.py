@@ -7,6 +7,11 @@ stuff and over object classes, and (3) the seed sweep's precision / coverage tra
 
     python benchmarks/imagelevel_diagnosis.py --data data/synthetic-128-seed1 \
         --table benchmarks/results/imagelevel_table.json --out benchmarks/results/imagelevel_diagnosis.json
+
+With `--segmenters` (model.pt files of tags-trained segmenters), also (4) each one's val mIoU with
+its softmax restricted to the images' true tags, as the CAM and pseudo-mask rows are, next to
+its plain val mIoU; with `--label-dirs`, (5) the train mIoU of label folders (seeds,
+pseudo-masks, a self-training round's labels).
 """
 from __future__ import annotations
 
@@ -73,11 +78,73 @@ def ratios_to_full(table: dict, classes: list[str]) -> dict:
     return out
 
 
+def segmenter_given_tags(model_path: str, data: str, split: str = "val", classifier: str | None = None) -> dict:
+    """A tags-trained segmenter's mIoU on `split` as trained (softmax over every class) and with
+    its softmax restricted to each image's true tags (+ the background class, if any): the
+    second is what the CAM and pseudo-mask rows get, since CAMs are computed only for an
+    image's tags; the difference is what the segmenter loses by having to tell which classes
+    are present. With `classifier` (the CAM classifier's model.pt), also restricted to the tags
+    it predicts (sigmoid > 0.5, its training loss's natural threshold, not tuned; at least its
+    top class): a deployable pipeline. No CRF, same argmax as `relabel_images`."""
+    import torch
+
+    from wsdeploy.checkpoint import load_checkpoint
+    from wsdeploy.data.image_io import normalize
+    from wsdeploy.training.tags.relabel import load_segmenter, relabel_images
+    from wsdeploy.training.tags.targets import dataset_background_index
+
+    model, card = load_segmenter(model_path)
+    model.eval()
+    clf = None
+    if classifier is not None:
+        clf, clf_card = load_checkpoint(classifier)
+        clf.eval()
+    dataset = SegmentationDataset(data, split=split, labels="masks")
+    k = len(dataset.classes)
+    bg = dataset_background_index(dataset)
+    names = ["all_classes", "given_tags"] + (["given_predicted_tags"] if clf is not None else [])
+    confusion = {name: np.zeros((k, k), dtype=np.int64) for name in names}
+    for i in range(len(dataset)):
+        item = dataset[i]
+        allowed = {"all_classes": torch.ones(1, k, dtype=torch.bool), "given_tags": torch.zeros(1, k, dtype=torch.bool)}
+        allowed["given_tags"][0, [int(t) for t in item["tags"]]] = True
+        if clf is not None:
+            with torch.no_grad():
+                x = normalize(torch.as_tensor(item["image"][None]), tuple(clf_card.mean), tuple(clf_card.std))
+                p = clf(x).sigmoid()[0]
+            allowed["given_predicted_tags"] = (p > 0.5)[None]
+            allowed["given_predicted_tags"][0, int(p.argmax())] = True
+        truth = item["label"].ravel()
+        valid = truth < k
+        for name in names:
+            if bg is not None:
+                allowed[name][0, bg] = True
+            pred = relabel_images(model, card, item["image"][None], allowed[name])[0].ravel()
+            confusion[name] += np.bincount(k * truth[valid].astype(np.int64) + pred[valid], minlength=k * k).reshape(k, k)
+
+    def miou(c: np.ndarray) -> float:
+        union = c.sum(0) + c.sum(1) - np.diag(c)
+        present = union > 0
+        return float((np.diag(c)[present] / union[present]).mean())
+
+    return {"model": model_path, "split": split, "images": len(dataset), "classifier": classifier,
+            **{f"miou_{name}": miou(c) for name, c in confusion.items()}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--table", default="benchmarks/results/imagelevel_table.json")
     parser.add_argument("--out", default="benchmarks/results/imagelevel_diagnosis.json")
+    parser.add_argument("--segmenters", default="",
+                        help="comma list of tags-trained model.pt files: each one's val mIoU with and without "
+                        "its softmax restricted to the images' true tags")
+    parser.add_argument("--classifier", default=None,
+                        help="with --segmenters: the CAM classifier's model.pt, to also restrict each segmenter "
+                        "to the tags it predicts (sigmoid > 0.5)")
+    parser.add_argument("--label-dirs", default="",
+                        help="comma list of train-split label folders (seeds, pseudo-masks, a round's labels): "
+                        "each one's precision, coverage and mIoU against the train masks")
     args = parser.parse_args()
     table = json.loads(Path(args.table).read_text())
     classes = table["dataset"]["classes"]
@@ -85,12 +152,27 @@ def main() -> int:
              for r in table["sweep"]["rows"]]
     result = {**results_header(data=args.data), "table": args.table, "class_balance": class_balance(args.data),
               "final_runs_vs_full": ratios_to_full(table, classes), "seed_sweep_train": sweep}
+    if args.segmenters:
+        result["segmenters_given_tags"] = [segmenter_given_tags(p, args.data, classifier=args.classifier)
+                                           for p in args.segmenters.split(",") if p]
+    if args.label_dirs:
+        from imagelevel_table import seed_statistics
+
+        result["train_labels"] = [{"labels": d, **seed_statistics(args.data, Path(d))}
+                                  for d in args.label_dirs.split(",") if d]
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     bal = result["class_balance"]
     print(f"stuff classes hold {100 * bal['stuff_pixel_share']:.1f}% of train pixels; {bal['tags_per_image']:.2f} tags/image")
     for name, r in result["final_runs_vs_full"].items():
         print(f"{name:>34}: mIoU {100 * r['miou']:.1f}; share of full: stuff {100 * r['stuff_mean_share']:.0f}%, "
               f"objects {100 * r['objects_mean_share']:.0f}%")
+    for r in result.get("segmenters_given_tags", []):
+        predicted = f", given the classifier's tags {100 * r['miou_given_predicted_tags']:.1f}" if r["classifier"] else ""
+        print(f"{r['model']}: val mIoU {100 * r['miou_all_classes']:.1f}, given the true tags "
+              f"{100 * r['miou_given_tags']:.1f}{predicted}")
+    for r in result.get("train_labels", []):
+        print(f"{r['labels']}: train mIoU {100 * r['miou_as_background']:.1f} (precision {100 * r['precision']:.1f}%, "
+              f"coverage {100 * r['coverage']:.1f}%)")
     print(f"wrote {args.out}")
     return 0
 

@@ -15,7 +15,8 @@ Per training seed s (`--train-seeds`, default 0,1; each row keeps both values an
 3. pseudo-masks: the walk's seeds at the picked threshold, with and without the dense-CRF check
    (stage `pseudo`, train split), the better one by train mIoU feeds
 4. self-training: `wsdeploy train --method seeds-rloss --rounds N` (stage `final`, rows
-   "round 1" .. "round N", val mIoU);
+   "round 1" .. "round N", val mIoU); with `--pseudo-runs`, those final runs of the table (e.g.
+   `sec`) trained on the same pseudo-masks (rows "<run> on pseudo-masks");
 5. regional contrast: the classifier again with `--contrast-weight`, its CAM rows, and (only if
    its train CAM mIoU beats the plain classifier's: "keep it only if it helps") steps 1-4 on it;
 6. 4x tags (`--tags4x`): the synthetic generator's images 0..639 and 800..2719 as train (tags
@@ -157,6 +158,17 @@ def chain(
             per_round[r][s] = final_row(f"round {r}", model, None)
     for r, per_seed in per_round.items():
         rows.append(_mean_row(f"round {r}{suffix}", "final", "val", per_seed, trained_on=use))
+    for name in [n for n in args.pseudo_runs.split(",") if n]:  # e.g. SEC trained on the pseudo-masks
+        from imagelevel_table import FINAL_RUNS
+
+        models = {s: out / f"{name.replace('+', '_')}_on_pseudo_seed{s}" / "model.pt" for s in seeds}
+        cmds = _per_seed(wsdeploy, args.parallel, {
+            s: (["train", "--data", data, "--supervision", "tags", "--seeds", pseudo_sets[use][s]["seeds"],
+                 "--out-dir", str(models[s].parent), "--no-progress", *passthrough, *FINAL_RUNS[name],
+                 "--seed", str(s)], models[s]) for s in seeds})
+        label = f"{name} on pseudo-masks{suffix}"
+        rows.append(_mean_row(label, "final", "val", {s: final_row(label, models[s], cmds[s]) for s in seeds},
+                              trained_on=use))
     return rows, picked
 
 

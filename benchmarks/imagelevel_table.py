@@ -81,12 +81,16 @@ def main() -> int:
     group.add_argument("--rounds", type=int, default=2, help="self-training rounds")
     group.add_argument("--round-losses", default="pce,crf", help="--losses of the self-training rounds")
     group.add_argument("--round-args", default="--relabel-crf", help="extra flags of the self-training run")
+    group.add_argument("--pseudo-runs", default="",
+                       help=f"final runs from {list(FINAL_RUNS)} also trained on the pseudo-masks (e.g. sec)")
     group.add_argument("--contrast-weight", type=float, default=0.1, help="classifier --contrast-weight (0: skip)")
     group.add_argument("--tags4x", action="store_true", help="also the 4x-tags row (generates its dataset)")
     args = parser.parse_args(argv)
     names = [n for n in args.runs.split(",") if n]
     if unknown := [n for n in names if n not in FINAL_RUNS]:
         parser.error(f"unknown runs {unknown}; choose from {list(FINAL_RUNS)}")
+    if unknown := [n for n in args.pseudo_runs.split(",") if n and n not in FINAL_RUNS]:
+        parser.error(f"unknown --pseudo-runs {unknown}; choose from {list(FINAL_RUNS)}")
     if args.until == "pseudo" and not args.propagation:  # before hours of classifier training, not after
         parser.error("--until pseudo needs --propagation (the pseudo-masks are the random walk's)")
 

@@ -50,20 +50,22 @@ def test_propagation_chain_runs_every_stage_and_reuses_finished_ones(tmp_path, m
                   "0.2", *(["--crf"] if "crf" in name else [])], folder / "seeds.json")
     args = argparse.Namespace(
         train_seeds="0", affinity_args=f"--steps 2 --affinity-radius 3 --affinity-dim 4 {_TINY}", betas="4",
-        walk_steps="8", rounds=2, round_losses="pce", round_args=f"--relabel-crf --model lraspp_resnet18 --width 8 "
-        f"--steps 2 {_TINY}", fg_thresholds="0.1,0.5", sweep_args="", parallel=1,
+        walk_steps="8", rounds=2, round_losses="pce", round_args="--relabel-crf", fg_thresholds="0.1,0.5", sweep_args="", parallel=1, pseudo_runs="sec",
     )
     kwargs = dict(tag="", data=data, out=out / "propagation", classifier=clf / "model.pt", cams_train=cams["train"],
-                  cams_val=cams["val"], seed_dirs=seeds, args=args, passthrough=[], picked=None)
+                  cams_val=cams["val"], seed_dirs=seeds, args=args, picked=None,
+                  passthrough=shlex.split(f"--model lraspp_resnet18 --width 8 --steps 2 {_TINY}"))  # every segmenter's
     rows, picked = stages.chain(wsdeploy, **kwargs)
     assert [(r["name"], r["stage"], r["split"]) for r in rows] == [
         ("cam+rw", "pseudo", "train"), ("cam+rw", "pseudo", "val"), ("cam+rw+crf", "pseudo", "train"),
-        ("round 1", "final", "val"), ("round 2", "final", "val")]
+        ("round 1", "final", "val"), ("round 2", "final", "val"), ("sec on pseudo-masks", "final", "val")]
     assert all(0 <= r["miou"] <= 1 for r in rows)
     assert (picked["beta"], picked["steps"]) == (4.0, 8) and picked["fg_threshold"] in (0.1, 0.5)
     assert picked["pseudo_used"] in ("cam+rw", "cam+rw+crf")
     affinity_cmd = next(c for c in ran if "--method affinity" in c)
     assert "--affinity-background sky,grass,sand,water" in affinity_cmd  # the synthetic set's stuff
+    sec = next(c for c in ran if "--method sec" in c)
+    assert f"--seeds {out / 'propagation' / ('pseudo_crf_seed0' if picked['pseudo_used'] == 'cam+rw+crf' else 'pseudo_seed0')}" in sec
     walks = [c for c in ran if "--propagate " in c]
     assert len(walks) == 2  # the grid's train walk is reused at the picked setting; val walked once
     ran.clear()
