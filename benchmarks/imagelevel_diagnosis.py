@@ -90,6 +90,7 @@ def segmenter_given_tags(model_path: str, data: str, split: str = "val", classif
 
     from wsdeploy.checkpoint import load_checkpoint
     from wsdeploy.data.image_io import normalize
+    from wsdeploy.metrics import SegmentationMetric
     from wsdeploy.training.tags.relabel import load_segmenter, relabel_images
     from wsdeploy.training.tags.targets import dataset_background_index
 
@@ -103,7 +104,7 @@ def segmenter_given_tags(model_path: str, data: str, split: str = "val", classif
     k = len(dataset.classes)
     bg = dataset_background_index(dataset)
     names = ["all_classes", "given_tags"] + (["given_predicted_tags"] if clf is not None else [])
-    confusion = {name: np.zeros((k, k), dtype=np.int64) for name in names}
+    metrics = {name: SegmentationMetric(k) for name in names}
     for i in range(len(dataset)):
         item = dataset[i]
         allowed = {"all_classes": torch.ones(1, k, dtype=torch.bool), "given_tags": torch.zeros(1, k, dtype=torch.bool)}
@@ -114,21 +115,12 @@ def segmenter_given_tags(model_path: str, data: str, split: str = "val", classif
                 p = clf(x).sigmoid()[0]
             allowed["given_predicted_tags"] = (p > 0.5)[None]
             allowed["given_predicted_tags"][0, int(p.argmax())] = True
-        truth = item["label"].ravel()
-        valid = truth < k
         for name in names:
             if bg is not None:
                 allowed[name][0, bg] = True
-            pred = relabel_images(model, card, item["image"][None], allowed[name])[0].ravel()
-            confusion[name] += np.bincount(k * truth[valid].astype(np.int64) + pred[valid], minlength=k * k).reshape(k, k)
-
-    def miou(c: np.ndarray) -> float:
-        union = c.sum(0) + c.sum(1) - np.diag(c)
-        present = union > 0
-        return float((np.diag(c)[present] / union[present]).mean())
-
+            metrics[name].update(relabel_images(model, card, item["image"][None], allowed[name])[0], item["label"])
     return {"model": model_path, "split": split, "images": len(dataset), "classifier": classifier,
-            **{f"miou_{name}": miou(c) for name, c in confusion.items()}}
+            **{f"miou_{name}": m.miou() for name, m in metrics.items()}}
 
 
 def main() -> int:
@@ -152,14 +144,17 @@ def main() -> int:
              for r in table["sweep"]["rows"]]
     result = {**results_header(data=args.data), "table": args.table, "class_balance": class_balance(args.data),
               "final_runs_vs_full": ratios_to_full(table, classes), "seed_sweep_train": sweep}
-    if args.segmenters:
-        result["segmenters_given_tags"] = [segmenter_given_tags(p, args.data, classifier=args.classifier)
-                                           for p in args.segmenters.split(",") if p]
-    if args.label_dirs:
-        from imagelevel_table import seed_statistics
+    try:  # a classifier given as a segmenter, a missing file or folder: one line, not a traceback
+        if args.segmenters:
+            result["segmenters_given_tags"] = [segmenter_given_tags(p, args.data, classifier=args.classifier)
+                                               for p in args.segmenters.split(",") if p]
+        if args.label_dirs:
+            from imagelevel_table import seed_statistics
 
-        result["train_labels"] = [{"labels": d, **seed_statistics(args.data, Path(d))}
-                                  for d in args.label_dirs.split(",") if d]
+            result["train_labels"] = [{"labels": d, **seed_statistics(args.data, Path(d))}
+                                      for d in args.label_dirs.split(",") if d]
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     bal = result["class_balance"]
     print(f"stuff classes hold {100 * bal['stuff_pixel_share']:.1f}% of train pixels; {bal['tags_per_image']:.2f} tags/image")

@@ -73,7 +73,7 @@ def chain(
 
     `picked` = None: choose (beta, steps, threshold) on train (needs train masks); else reuse it.
     """
-    from imagelevel_table import final_row, seed_statistics  # here: imagelevel_table imports this module
+    from imagelevel_table import FINAL_RUNS, final_row, seed_statistics  # here: imagelevel_table imports this module
 
     seeds = [int(s) for s in args.train_seeds.split(",") if s]
     suffix = f" ({tag})" if tag else ""
@@ -159,8 +159,6 @@ def chain(
     for r, per_seed in per_round.items():
         rows.append(_mean_row(f"round {r}{suffix}", "final", "val", per_seed, trained_on=use))
     for name in [n for n in args.pseudo_runs.split(",") if n]:  # e.g. SEC trained on the pseudo-masks
-        from imagelevel_table import FINAL_RUNS
-
         models = {s: out / f"{name.replace('+', '_')}_on_pseudo_seed{s}" / "model.pt" for s in seeds}
         cmds = _per_seed(wsdeploy, args.parallel, {
             s: (["train", "--data", data, "--supervision", "tags", "--seeds", pseudo_sets[use][s]["seeds"],
