@@ -6,13 +6,15 @@
 
 Every run is a `wsdeploy train` command recorded verbatim in the JSON:
 
-- full masks, pCE, pCE+CRF, pCE+entropy and pCE+CRF+entropy, trained on all 367 train frames
+- full masks, pCE, pCE+CRF, pCE+entropy, pCE+CRF+entropy and pCE+ADM (proposals, Marin et al.
+  2019, on the dense-CRF loss's kernel), trained on all 367 train frames
   and scored on the 101 val frames, each row the mean of the `--seeds` (each kept in
   `miou_per_seed`; the gain over pCE per seed in `gain_over_pce_per_seed`).
 - The regularizers' weights are chosen first, on the tuning split only: seed-0 runs trained on
   `splits/tune_train.txt` (321 frames) and scored on `splits/tune.txt` (46 train frames held out
   by scripts/prepare_camvid.py), one per candidate weight (`--tune-crf-weights`,
-  `--tune-entropy-weights`); the table uses the best of each (recorded under `tuning`). Val is
+  `--tune-entropy-weights`, `--tune-adm-weights` for ADM's lambda); the table uses the best of
+  each (recorded under `tuning`). Val is
   touched once per table run, never to choose anything.
 
 Resolution: training crops of 128x128 from the frames rescaled by a random factor in
@@ -59,16 +61,26 @@ COMMON = [
 ]
 # Candidate weights for the tuning stage (chosen on splits/tune.txt, never on val). The dense-CRF
 # candidates bracket the synthetic sweep's best (benchmarks/results/scribble_sweep.json: 1.0),
-# the entropy ones the trainer's suggested 0.1.
+# the entropy ones the trainer's suggested 0.1. ADM's lambda: 1 gave the best proposals on the
+# tuning split without training (benchmarks/results/camvid_adm_proposals.json: 1 / 4 / 16 / 64 ->
+# 50.9 / 49.8 / 48.3 / 45.9 tune mIoU, the network with its scribbles 48.9), 16 was the synthetic
+# table's pick; the training runs decide.
 TUNE_CRF_WEIGHTS = "0.5,1,2"
 TUNE_ENTROPY_WEIGHTS = "0.1,0.3"
+TUNE_ADM_WEIGHTS = "1,4,16"
 ROWS = {  # name -> (supervision, losses); the regularizers' weights come from the tuning stage
     "full": ("full", "pce"),
     "pce": ("scribbles", "pce"),
     "pce+crf": ("scribbles", "pce,crf"),
     "pce+entropy": ("scribbles", "pce,entropy"),
     "pce+crf+entropy": ("scribbles", "pce,crf,entropy"),
+    "pce+adm": ("scribbles", "pce,adm"),
 }
+# The flag that takes each tuned loss's weight. ADM's tuned weight is lambda, the dense-CRF weight
+# inside its proposal step (the cross-entropy to the proposals keeps weight 1).
+TUNED_FLAG = {"crf": "--crf-weight", "entropy": "--entropy-weight", "adm": "--adm-crf-weight"}
+# Flags a loss's rows and tuning runs share: the ADM proposal's kernel is the dense-CRF loss's.
+LOSS_FLAGS = {"adm": ["--adm-sigma-rgb", "15", "--adm-sigma-xy", "50"]}
 
 
 class Job:
@@ -159,6 +171,18 @@ def row_summary(name: str, per_seed: list[dict], baseline: list[dict] | None) ->
     return row
 
 
+def loss_flags(loss: str, weight: float) -> list[str]:
+    """The flags that train with `loss` at `weight`: its tuned weight and its shared settings."""
+    return [TUNED_FLAG[loss], f"{weight:g}", *LOSS_FLAGS.get(loss, [])]
+
+
+def row_flags(name: str, chosen: dict[str, float]) -> list[str]:
+    """A regularized row's flags: each of its tuned losses at the weight the tuning split chose
+    (in the order the row names them, so that earlier tables' commands stay the same)."""
+    losses = [loss for loss in ROWS[name][1].split(",") if loss in TUNED_FLAG]
+    return [flag for loss in losses for flag in loss_flags(loss, chosen[loss])]
+
+
 def parse_weights(text: str) -> list[float]:
     """'0.5,1,2' -> [0.5, 1.0, 2.0]; a clear error for anything else."""
     try:
@@ -220,6 +244,8 @@ def main() -> int:
                         help="dense-CRF loss weights tried on the tuning split (default: %(default)s)")
     parser.add_argument("--tune-entropy-weights", default=TUNE_ENTROPY_WEIGHTS,
                         help="entropy weights tried on the tuning split (default: %(default)s)")
+    parser.add_argument("--tune-adm-weights", default=TUNE_ADM_WEIGHTS,
+                        help="ADM proposal dense-CRF weights (lambda) tried on the tuning split (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each run (default: 1)")
     parser.add_argument("--markdown", action="store_true", help="print the README table from --json and exit")
     args = parser.parse_args(argv)
@@ -243,12 +269,13 @@ def main() -> int:
     def tune_job(loss: str, weight: float) -> Job:
         out = Path(args.table_dir) / "tune" / f"{loss}_w{weight:g}"
         return Job(f"tune {loss} {weight:g}", 0, train_cmd(
-            args.data, out, "scribbles", f"pce,{loss}", [f"--{loss}-weight", f"{weight:g}"], 0,
+            args.data, out, "scribbles", f"pce,{loss}", loss_flags(loss, weight), 0,
             ["--train-split", "tune_train", "--val-split", "tune"], passthrough), out)
 
     # stage 1: the weight candidates on the tuning split, and the rows that need no weight
-    candidates = {"crf": parse_weights(args.tune_crf_weights), "entropy": parse_weights(args.tune_entropy_weights)}
-    needs = {"crf": any("crf" in ROWS[n][1] for n in rows), "entropy": any("entropy" in ROWS[n][1] for n in rows)}
+    candidates = {"crf": parse_weights(args.tune_crf_weights), "entropy": parse_weights(args.tune_entropy_weights),
+                  "adm": parse_weights(args.tune_adm_weights)}
+    needs = {loss: any(loss in ROWS[n][1].split(",") for n in rows) for loss in candidates}
     tune_jobs = {loss: [tune_job(loss, w) for w in ws] for loss, ws in candidates.items() if needs[loss] and len(ws) > 1}
     untuned = [table_job(n, s, []) for s in seeds for n in ("full", "pce") if n in rows]
     run_all([j for js in tune_jobs.values() for j in js] + untuned, **run)
@@ -267,12 +294,10 @@ def main() -> int:
             "commands": {f"{w:g}": shlex.join(j.cmd) for w, j in zip(ws, tune_jobs.get(loss, []))},
         }
         print(f"tuning: {loss} weight {chosen[loss]:g}" + (f" (tune mIoU {scores})" if scores else ""), flush=True)
-    crf = ["--crf-weight", f"{chosen['crf']:g}"]
-    entropy = ["--entropy-weight", f"{chosen['entropy']:g}"]
 
     # stage 2: the regularized rows with the chosen weights, the longest runs first
-    extra = {"pce+crf": crf, "pce+crf+entropy": crf + entropy, "pce+entropy": entropy}
-    tuned = [table_job(n, s, extra[n]) for n in ("pce+crf", "pce+crf+entropy", "pce+entropy") for s in seeds if n in rows]
+    order = ("pce+adm", "pce+crf", "pce+crf+entropy", "pce+entropy")
+    tuned = [table_job(n, s, row_flags(n, chosen)) for n in order for s in seeds if n in rows]
     run_all(tuned, **run)
     table = untuned + tuned
 
