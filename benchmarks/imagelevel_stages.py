@@ -16,7 +16,8 @@ Per training seed s (`--train-seeds`, default 0,1; each row keeps both values an
    (stage `pseudo`, train split), the better one by train mIoU feeds
 4. self-training: `wsdeploy train --method seeds-rloss --rounds N` (stage `final`, rows
    "round 1" .. "round N", val mIoU); with `--pseudo-runs`, those final runs of the table (e.g.
-   `sec`) trained on the same pseudo-masks (rows "<run> on pseudo-masks");
+   `sec`) trained on the same pseudo-masks (rows "<run> on pseudo-masks"); with `--round-runs`,
+   trained on round `--round-runs-from`'s re-labels (default 1; rows "<run> on round 1 re-labels");
 5. regional contrast: the classifier again with `--contrast-weight`, its CAM rows, and (only if
    its train CAM mIoU beats the plain classifier's: "keep it only if it helps") steps 1-4 on it;
 6. 4x tags (`--tags4x`): the synthetic generator's images 0..639 and 800..2719 as train (tags
@@ -158,16 +159,45 @@ def chain(
             per_round[r][s] = final_row(f"round {r}", model, None)
     for r, per_seed in per_round.items():
         rows.append(_mean_row(f"round {r}{suffix}", "final", "val", per_seed, trained_on=use))
-    for name in [n for n in args.pseudo_runs.split(",") if n]:  # e.g. SEC trained on the pseudo-masks
-        models = {s: out / f"{name.replace('+', '_')}_on_pseudo_seed{s}" / "model.pt" for s in seeds}
-        cmds = _per_seed(wsdeploy, args.parallel, {
-            s: (["train", "--data", data, "--supervision", "tags", "--seeds", pseudo_sets[use][s]["seeds"],
-                 "--out-dir", str(models[s].parent), "--no-progress", *passthrough, *FINAL_RUNS[name],
-                 "--seed", str(s)], models[s]) for s in seeds})
-        label = f"{name} on pseudo-masks{suffix}"
-        rows.append(_mean_row(label, "final", "val", {s: final_row(label, models[s], cmds[s]) for s in seeds},
-                              trained_on=use))
+    for label, models, jobs, trained_on in final_runs_on_labels(
+            args, data=data, out=out, passthrough=passthrough, final_runs=FINAL_RUNS,
+            pseudo={s: pseudo_sets[use][s]["seeds"] for s in seeds}, selftrain=run_dirs, pseudo_used=use):
+        cmds = _per_seed(wsdeploy, args.parallel, jobs)
+        rows.append(_mean_row(label + suffix, "final", "val",
+                              {s: final_row(label + suffix, models[s], cmds[s]) for s in seeds}, trained_on=trained_on))
     return rows, picked
+
+
+def final_runs_on_labels(
+    args: Any, *, data: str, out: Path, passthrough: list[str], final_runs: dict[str, list[str]],
+    pseudo: dict[int, str], selftrain: dict[int, Path], pseudo_used: str,
+) -> list[tuple[str, dict[int, Path], dict[int, tuple[list[str], Path]], str]]:
+    """The final runs of the table trained on the chain's labels instead of the CAM seeds:
+    `--pseudo-runs` on the pseudo-masks (`pseudo`: seed -> folder; runs `<run>_on_pseudo_seed<s>`)
+    and `--round-runs` on self-training round `--round-runs-from`'s re-labels of the train split
+    (`selftrain`: seed -> the `--rounds` run's folder; runs `<run>_on_round<r>_seed<s>`). Seed s
+    trains on seed s's labels. Returns (row name, seed -> model.pt, seed -> (`wsdeploy` command,
+    its done-file) for `_per_seed`, what it trained on) per run."""
+    from wsdeploy.training.tags.self_training import round_paths
+
+    r = args.round_runs_from
+    sets = [(_names(args.pseudo_runs), "pseudo-masks", "pseudo", pseudo, pseudo_used),
+            (_names(args.round_runs), f"round {r} re-labels", f"round{r}",
+             {s: str(round_paths(folder, r)[1].resolve()) for s, folder in selftrain.items()},
+             f"round {r} re-labels of {pseudo_used}")]
+    finals = []
+    for names, what, short, labels, trained_on in sets:
+        for name in names:
+            models = {s: out / f"{name.replace('+', '_')}_on_{short}_seed{s}" / "model.pt" for s in labels}
+            jobs = {s: (["train", "--data", data, "--supervision", "tags", "--seeds", labels[s],
+                         "--out-dir", str(models[s].parent), "--no-progress", *passthrough, *final_runs[name],
+                         "--seed", str(s)], models[s]) for s in labels}
+            finals.append((f"{name} on {what}", models, jobs, trained_on))
+    return finals
+
+
+def _names(text: str) -> list[str]:
+    return [n for n in text.split(",") if n]
 
 
 def run_stages(

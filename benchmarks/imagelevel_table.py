@@ -83,6 +83,10 @@ def main() -> int:
     group.add_argument("--round-args", default="--relabel-crf", help="extra flags of the self-training run")
     group.add_argument("--pseudo-runs", default="",
                        help=f"final runs from {list(FINAL_RUNS)} also trained on the pseudo-masks (e.g. sec)")
+    group.add_argument("--round-runs", default="",
+                       help=f"final runs from {list(FINAL_RUNS)} also trained on a self-training round's re-labels (e.g. sec)")
+    group.add_argument("--round-runs-from", type=int, default=1,
+                       help="the round whose re-labels of the train split --round-runs train on (1 .. --rounds)")
     group.add_argument("--contrast-weight", type=float, default=0.1, help="classifier --contrast-weight (0: skip)")
     group.add_argument("--tags4x", action="store_true", help="also the 4x-tags row (generates its dataset)")
     args = parser.parse_args(argv)
@@ -91,6 +95,12 @@ def main() -> int:
         parser.error(f"unknown runs {unknown}; choose from {list(FINAL_RUNS)}")
     if unknown := [n for n in args.pseudo_runs.split(",") if n and n not in FINAL_RUNS]:
         parser.error(f"unknown --pseudo-runs {unknown}; choose from {list(FINAL_RUNS)}")
+    if unknown := [n for n in args.round_runs.split(",") if n and n not in FINAL_RUNS]:
+        parser.error(f"unknown --round-runs {unknown}; choose from {list(FINAL_RUNS)}")
+    if args.round_runs and not 1 <= args.round_runs_from <= args.rounds:
+        parser.error(f"--round-runs-from {args.round_runs_from} is not a round of --rounds {args.rounds}")
+    if args.round_runs and not args.propagation:
+        parser.error("--round-runs needs --propagation (the rounds are the propagation stages')")
     if args.until == "pseudo" and not args.propagation:  # before hours of classifier training, not after
         parser.error("--until pseudo needs --propagation (the pseudo-masks are the random walk's)")
 

@@ -51,6 +51,7 @@ def test_propagation_chain_runs_every_stage_and_reuses_finished_ones(tmp_path, m
     args = argparse.Namespace(
         train_seeds="0", affinity_args=f"--steps 2 --affinity-radius 3 --affinity-dim 4 {_TINY}", betas="4",
         walk_steps="8", rounds=2, round_losses="pce", round_args="--relabel-crf", fg_thresholds="0.1,0.5", sweep_args="", parallel=1, pseudo_runs="sec",
+        round_runs="sec", round_runs_from=1,
     )
     kwargs = dict(tag="", data=data, out=out / "propagation", classifier=clf / "model.pt", cams_train=cams["train"],
                   cams_val=cams["val"], seed_dirs=seeds, args=args, picked=None,
@@ -58,13 +59,15 @@ def test_propagation_chain_runs_every_stage_and_reuses_finished_ones(tmp_path, m
     rows, picked = stages.chain(wsdeploy, **kwargs)
     assert [(r["name"], r["stage"], r["split"]) for r in rows] == [
         ("cam+rw", "pseudo", "train"), ("cam+rw", "pseudo", "val"), ("cam+rw+crf", "pseudo", "train"),
-        ("round 1", "final", "val"), ("round 2", "final", "val"), ("sec on pseudo-masks", "final", "val")]
+        ("round 1", "final", "val"), ("round 2", "final", "val"), ("sec on pseudo-masks", "final", "val"),
+        ("sec on round 1 re-labels", "final", "val")]
     assert all(0 <= r["miou"] <= 1 for r in rows)
     assert (picked["beta"], picked["steps"]) == (4.0, 8) and picked["fg_threshold"] in (0.1, 0.5)
     assert picked["pseudo_used"] in ("cam+rw", "cam+rw+crf")
     affinity_cmd = next(c for c in ran if "--method affinity" in c)
     assert "--affinity-background sky,grass,sand,water" in affinity_cmd  # the synthetic set's stuff
-    sec = next(c for c in ran if "--method sec" in c)
+    sec, sec_round = [c for c in ran if "--method sec" in c]
+    assert f"--seeds {(out / 'propagation' / 'selftrain_seed0' / 'round1' / 'labels').resolve()} " in sec_round
     assert f"--seeds {out / 'propagation' / ('pseudo_crf_seed0' if picked['pseudo_used'] == 'cam+rw+crf' else 'pseudo_seed0')}" in sec
     walks = [c for c in ran if "--propagate " in c]
     assert len(walks) == 2  # the grid's train walk is reused at the picked setting; val walked once
@@ -95,3 +98,42 @@ def test_per_seed_jobs_run_at_the_same_time_and_a_failure_fails_the_stage(monkey
 
     with pytest.raises(subprocess.CalledProcessError):
         stages._per_seed(failing, 2, jobs)
+
+
+def test_round_runs_train_on_each_seeds_round_labels_next_to_the_pseudo_runs(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    stages = _load("imagelevel_stages")
+    out = tmp_path / "propagation"
+    args = argparse.Namespace(pseudo_runs="sec", round_runs="sec,seeds+pce", round_runs_from=2)
+    final_runs = {"sec": ["--method", "sec"], "seeds+pce": ["--method", "seeds-rloss", "--losses", "pce"]}
+    finals = stages.final_runs_on_labels(
+        args, data="ds", out=out, passthrough=["--steps", "3"], final_runs=final_runs,
+        pseudo={0: "/p0", 1: "/p1"}, selftrain={0: out / "selftrain_seed0", 1: out / "selftrain_seed1"},
+        pseudo_used="cam+rw+crf")
+    assert [(name, trained_on) for name, _, _, trained_on in finals] == [
+        ("sec on pseudo-masks", "cam+rw+crf"), ("sec on round 2 re-labels", "round 2 re-labels of cam+rw+crf"),
+        ("seeds+pce on round 2 re-labels", "round 2 re-labels of cam+rw+crf")]
+    _, models, jobs, _ = finals[2]
+    assert models == {s: out / f"seeds_pce_on_round2_seed{s}" / "model.pt" for s in (0, 1)}
+    cmd, done = jobs[1]
+    assert done == models[1]
+    assert cmd == ["train", "--data", "ds", "--supervision", "tags",
+                   "--seeds", str((out / "selftrain_seed1" / "round2" / "labels").resolve()),
+                   "--out-dir", str(out / "seeds_pce_on_round2_seed1"), "--no-progress", "--steps", "3",
+                   "--method", "seeds-rloss", "--losses", "pce", "--seed", "1"]
+    assert finals[0][2][0][0][6] == "/p0"  # the pseudo runs keep their folders and commands
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--round-runs", "nope"], "unknown --round-runs ['nope']"),
+    (["--round-runs", "sec", "--rounds", "2", "--round-runs-from", "3"], "--round-runs-from 3 is not a round of --rounds 2"),
+    (["--round-runs", "sec", "--rounds", "2", "--round-runs-from", "0"], "--round-runs-from 0 is not a round of --rounds 2"),
+])
+def test_round_runs_flags_are_checked_before_anything_runs(tmp_path, monkeypatch, capsys, flags, message):
+    table = _load("imagelevel_table")
+    monkeypatch.setattr(table.sys, "argv", ["imagelevel_table.py", "--data", str(tmp_path / "missing"), "--out-dir",
+                                            str(tmp_path / "runs"), "--propagation", *flags])
+    with pytest.raises(SystemExit) as exit_info:
+        table.main()
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
