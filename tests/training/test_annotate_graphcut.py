@@ -27,7 +27,9 @@ from wsdeploy.training.annotate.grid import (  # noqa: E402
     minimise,
 )
 from wsdeploy.training.annotate.mixture import (  # noqa: E402
+    COV_FLOOR,
     Mixtures,
+    _m_step,
     distinct_colours,
     fit_mixtures,
     log_likelihood,
@@ -276,6 +278,26 @@ def test_log_likelihood_per_distinct_colour_equals_per_pixel():
     np.testing.assert_array_equal(colours.values[colours.index], image.astype(np.float64))
     np.testing.assert_allclose(log_likelihood(mix, image, colours=colours), log_likelihood(mix, image),
                                rtol=1e-12, atol=0)
+
+
+def test_m_step_second_moments_equal_the_weighted_scatter():
+    """The M-step's covariances from E[x x^T] - mu mu^T are the weighted scatter about the
+    new means (+ the floor); an unused component keeps its Gaussian with weight 0."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (500, 3)).astype(np.float64)
+    resp = rng.dirichlet(np.ones(4), 500).T  # (M, P)
+    resp[3] = 0.0
+    resp /= resp.sum(0, keepdims=True)
+    means0, covs0 = rng.uniform(0, 255, (4, 3)), np.tile(np.eye(3) * 7.0, (4, 1, 1))
+    weights, means, covs = _m_step(x, resp, means0, covs0)
+    nk = resp.sum(1)
+    np.testing.assert_allclose(weights, nk / nk.sum(), rtol=1e-12)
+    for j in range(3):
+        mu = resp[j] @ x / nk[j]
+        d = x - mu
+        np.testing.assert_allclose(means[j], mu, rtol=1e-12)
+        np.testing.assert_allclose(covs[j], (resp[j, :, None] * d).T @ d / nk[j] + np.eye(3) * COV_FLOOR, rtol=1e-9)
+    assert weights[3] == 0 and np.array_equal(means[3], means0[3]) and np.array_equal(covs[3], covs0[3])
 
 
 def test_mixture_fit_separates_two_colours_and_warm_start_keeps_it():

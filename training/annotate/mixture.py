@@ -4,7 +4,10 @@ from a warm start, and evaluated on every pixel with one matrix product.
 `colour` holds the network method's colour model (k-means++ start, 10 EM iterations, per-pixel
 loops); this is the same model (full 3x3 covariances, `COV_FLOOR` on the diagonal) made cheap
 enough to refit at every graph-cut iteration: log(w N(x | mu, S)) is a quadratic in x, so all
-K*M components are one (N, 9) @ (9, K*M) product over the pixels' (x x^T, x) features.
+K*M components are one (K*M, 9) @ (9, N) product over the pixels' (x x^T, x) features, and
+the M-step's moments one (M, P) @ (P, 9) product over the same features (computed once per EM
+run; `Colours` keeps those of an image's distinct colours). Arrays are component-major,
+(components, pixels), so every reduction over the components runs along contiguous rows.
 
     mix = fit_mixtures(image, labels, num_classes=2, components=5, iterations=8)
     ll = log_likelihood(mix, image)          # (K, H, W) float64, log p(colour | class)
@@ -25,6 +28,7 @@ COV_FLOOR = 9.0  # added to covariance diagonals, (0-255 units)^2: a 3-level std
 _PIXELS_PER_COMPONENT = 30  # a short stroke gets fewer Gaussians, not degenerate ones
 _FLAT_STD = 128.0  # a class without pixels: one Gaussian this wide around mid-grey
 _IU = np.triu_indices(3)
+_FLOOR = np.eye(3) * COV_FLOOR
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,13 @@ class Colours:
     Attributes:
         values: (U, 3) float64, each distinct RGB colour once.
         index: (H, W) int64, the row of `values` holding each pixel's colour.
+        features: (U, 9) float64, `values`' quadratic features (`_features`), computed once
+            for every evaluation of the mixtures; None computes them at each evaluation.
     """
 
     values: np.ndarray
     index: np.ndarray
+    features: np.ndarray | None = None
 
 
 def distinct_colours(image: np.ndarray) -> Colours:
@@ -63,7 +70,7 @@ def distinct_colours(image: np.ndarray) -> Colours:
     packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]  # (H*W,) one int per colour
     unique, index = np.unique(packed, return_inverse=True)
     values = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], 1).astype(np.float64)
-    return Colours(values=values, index=index.reshape(h, w))
+    return Colours(values=values, index=index.reshape(h, w), features=_features(values))
 
 
 def _features(x: np.ndarray) -> np.ndarray:
@@ -72,9 +79,11 @@ def _features(x: np.ndarray) -> np.ndarray:
 
 
 def _component_log_density(weights: np.ndarray, means: np.ndarray, covs: np.ndarray,
-                           x: np.ndarray) -> np.ndarray:
+                           x: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
     """log(w_c N(x | mu_c, S_c)) of C = weights.size components (any leading shape, flattened)
-    at x (N, 3): (N, C) float64, -inf for components of weight 0."""
+    at x (N, 3): (C, N) float64 (component-major, so the reductions over C run along
+    contiguous rows), -inf for components of weight 0. features: `_features(x)` if already
+    computed (the same numbers), else None."""
     w = weights.reshape(-1)
     mu = means.reshape(-1, 3)
     cov = covs.reshape(-1, 3, 3)
@@ -85,7 +94,8 @@ def _component_log_density(weights: np.ndarray, means: np.ndarray, covs: np.ndar
     lin = np.einsum("cij,cj->ci", prec, mu)  # (C, 3)
     with np.errstate(divide="ignore"):
         const = np.log(w) - 0.5 * np.einsum("ci,ci->c", lin, mu) - 0.5 * logdet - 1.5 * np.log(2 * np.pi)
-    return _features(x) @ np.concatenate([quad, lin], 1).T + const  # (N, C)
+    feats = _features(x) if features is None else features  # (N, 9)
+    return np.concatenate([quad, lin], 1) @ feats.T + const[:, None]  # (C, N)
 
 
 def log_likelihood(mix: Mixtures, image: np.ndarray, *, colours: Colours | None = None) -> np.ndarray:
@@ -96,9 +106,10 @@ def log_likelihood(mix: Mixtures, image: np.ndarray, *, colours: Colours | None 
     h, w, _ = image.shape
     k, m = mix.weights.shape
     x = image.reshape(-1, 3).astype(np.float64) if colours is None else colours.values  # (N, 3)
-    per = _component_log_density(mix.weights, mix.means, mix.covs, x).reshape(len(x), k, m)
-    top = per.max(2, keepdims=True)
-    ll = (top[..., 0] + np.log(np.exp(per - top).sum(2))).T  # (K, N)
+    feats = None if colours is None else colours.features
+    per = _component_log_density(mix.weights, mix.means, mix.covs, x, feats).reshape(k, m, len(x))
+    top = per.max(1, keepdims=True)  # (K, 1, N)
+    ll = top[:, 0] + np.log(np.exp(per - top).sum(1))  # (K, N)
     return ll.reshape(k, h, w) if colours is None else ll[:, colours.index]
 
 
@@ -146,28 +157,36 @@ def fit_mixtures(
     return Mixtures(weights=weights, means=means, covs=covs)
 
 
-def _m_step(x: np.ndarray, resp: np.ndarray, means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Weights, means, covariances from responsibilities resp (P, M); empty components stay
-    as they were with weight 0."""
-    nk = resp.sum(0)  # (M,)
+def _m_step(x: np.ndarray, resp: np.ndarray, means: np.ndarray, covs: np.ndarray,
+            features: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Weights, means, covariances from responsibilities resp (M, P); empty components stay
+    as they were with weight 0. The covariances are the weighted second moments minus
+    mu mu^T, from `_features(x)` (P, 9) (given, or computed here): one (M, P) @ (P, 9)
+    product (float64: the cancellation costs ~1e-12 of a covariance >= COV_FLOOR)."""
+    nk = resp.sum(1)  # (M,)
     used = nk > 1e-6
     weights = np.where(used, nk / nk.sum(), 0.0)
     means, covs = means.copy(), covs.copy()
-    means[used] = (resp.T @ x)[used] / nk[used, None]
-    d = x[:, None] - means[None]  # (P, M, 3)
-    scatter = np.einsum("pm,pmi,pmj->mij", resp, d, d)
-    covs[used] = scatter[used] / nk[used, None, None] + np.eye(3) * COV_FLOOR
+    feats = _features(x) if features is None else features
+    moments = resp[used] @ feats / nk[used, None]  # (M', 9): E[x_i x_j] (upper triangle), E[x]
+    mu = moments[:, 6:]
+    second = np.empty((len(mu), 3, 3))
+    second[:, _IU[0], _IU[1]] = moments[:, :6]
+    second[:, _IU[1], _IU[0]] = moments[:, :6]
+    means[used] = mu
+    covs[used] = second - mu[:, :, None] * mu[:, None, :] + _FLOOR
     return weights, means, covs
 
 
 def _em(x: np.ndarray, weights: np.ndarray, means: np.ndarray, covs: np.ndarray,
         iterations: int) -> tuple[np.ndarray, ...]:
+    feats = _features(x) if iterations else None  # (P, 9), the same for every iteration
     for _ in range(iterations):
-        log_p = _component_log_density(weights, means, covs, x)  # (P, M)
-        log_p -= log_p.max(1, keepdims=True)
+        log_p = _component_log_density(weights, means, covs, x, feats)  # (M, P)
+        log_p -= log_p.max(0, keepdims=True)
         resp = np.exp(log_p)
-        resp /= resp.sum(1, keepdims=True)
-        weights, means, covs = _m_step(x, resp, means, covs)
+        resp /= resp.sum(0, keepdims=True)
+        weights, means, covs = _m_step(x, resp, means, covs, feats)
     return weights, means, covs
 
 
@@ -189,8 +208,8 @@ def _split_start(x: np.ndarray, m: int, used: int) -> tuple[np.ndarray, ...]:
             break
         c, axis, centre = best
         assign[(assign == c) & ((x - centre) @ axis > 0)] = j
-    resp = np.zeros((len(x), m))
-    resp[np.arange(len(x)), assign] = 1.0
+    resp = np.zeros((m, len(x)))  # (M, P) one-hot
+    resp[assign, np.arange(len(x))] = 1.0
     means = np.full((m, 3), 128.0)
     covs = np.tile(np.eye(3) * _FLAT_STD**2, (m, 1, 1))
     return _m_step(x, resp, means, covs)
