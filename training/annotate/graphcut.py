@@ -30,9 +30,9 @@ strokes imposed) instead of fitting the strokes afresh: adding a stroke costs a 
 the working size and the one at full size. For K = 2 those cuts run on the previous call's
 graphs (`grid.BinaryCut`, kept in the state), which only change their terminal links and
 resume max-flow from the flow they hold: exact, without rebuilding a graph (the full-size
-graph was half of an update's time). The colour log-likelihoods of its descent and of its
-full-size cut are evaluated once per distinct colour (`mixture.distinct_colours`, kept in the
-state). The result is the fresh run's when both descents reach the same fixed point; from
+graph was half of an update's time). The colour log-likelihoods (fresh or warm) are evaluated
+once per distinct colour (`mixture.distinct_colours`, found by the first call and kept in the
+state; the same values as per pixel). The result is the fresh run's when both descents reach the same fixed point; from
 two starts the alternation can also stop in two different local minima of the same energy
 (benchmarks/annotate_incremental.py counts how often).
 """
@@ -80,8 +80,8 @@ class CutState:
             (115 MB for a 640 x 480 photograph).
         cut_full: the same at (H, W), None when (h, w) == (H, W) or K > 2.
         colours: the photograph's distinct colours (`mixture.distinct_colours`), found by the
-            first warm start and kept for the next, None before.
-        colours_work: the same for the working-resolution image, None before.
+            first call and kept for every warm start; None when (h, w) == (H, W).
+        colours_work: the same for the working-resolution image.
     """
 
     image_shape: tuple[int, int]
@@ -170,22 +170,23 @@ def graph_cut(
     prior = prior_full if work == (height, width) else _resize_stack(prior_full, work).astype(np.float64)
     fixed = prior + _hard(small_scribbles, k)  # (K, h, w): everything of U but the colour term
 
+    # the mixtures are evaluated once per distinct colour (found once per photograph, kept in the state)
+    colours_work = (previous.colours_work if same_grid and previous.colours_work is not None
+                    else distinct_colours(small))
     if previous is None:  # fresh: the first colour models (`_first_labels`), a cut, the descent
         start = fit_mixtures(small, _first_labels(small_scribbles, cfg.cut_init), num_classes=k,
                              components=cfg.cut_components, iterations=_FIRST_EM)
-        start_unary = fixed - log_likelihood(start, small)
+        start_unary = fixed - log_likelihood(start, small, colours=colours_work)
         first, cut = _cut(start_unary, edges, init=None, reuse=None)
-        colours_work = None  # the fresh run evaluates every pixel, as before warm starts were sped up
         mix, unary, labels, energies, cuts, cut = _descend(small, fixed, edges, start, start_unary,
-                                                           first, cut, cfg, k, dynamic=False)
+                                                           first, cut, cfg, k, dynamic=False,
+                                                           colours=colours_work)
     else:
         # warm: one descent from the previous fit and labels (the strokes kept), no fresh fit;
         # when that descent converges to the fresh run's fixed point, the two masks agree
         init = previous.labels if previous.work == work else cv2.resize(
             previous.labels, work[::-1], interpolation=cv2.INTER_NEAREST)
         init = np.where(small_scribbles == UNLABELLED, init, small_scribbles).astype(np.uint8)
-        colours_work = (previous.colours_work if same_grid and previous.colours_work is not None
-                        else distinct_colours(small))  # the mixtures once per distinct colour here too
         start_unary = fixed - log_likelihood(previous.mixtures, small, colours=colours_work)
         first, cut = _cut(start_unary, edges, init=init, reuse=previous.cut if same_grid else None)
         mix, unary, labels, energies, cuts, cut = _descend(small, fixed, edges, previous.mixtures, start_unary,
@@ -198,8 +199,7 @@ def graph_cut(
         full_labels, full_unary = labels, unary
     else:
         fixed_full = prior_full + _hard(scribbles, k)
-        if warm:  # the mixtures once per distinct colour (the fresh run keeps its own arithmetic)
-            colours = previous.colours if previous.colours is not None else distinct_colours(rgb)
+        colours = previous.colours if warm and previous.colours is not None else distinct_colours(rgb)
         full_unary = fixed_full - log_likelihood(mix, rgb, colours=colours)
         full_labels, cut_full = _cut(full_unary, edges_full,
                                      init=cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST),
@@ -207,7 +207,7 @@ def graph_cut(
         if cfg.cut_full_iterations > 1:  # more refits and cuts at the photo's own size
             _, full_unary, full_labels, _, more, cut_full = _descend(
                 rgb, fixed_full, edges_full, mix, full_unary, full_labels, cut_full,
-                replace(cfg, cut_iterations=cfg.cut_full_iterations), k, dynamic=warm)
+                replace(cfg, cut_iterations=cfg.cut_full_iterations), k, dynamic=warm, colours=colours)
             cuts += more - 1
     probs = _posterior(full_unary)
     state = CutState(image_shape=(height, width), work=work, edges=edges, edges_full=edges_full,
@@ -235,7 +235,7 @@ def _descend(small: np.ndarray, fixed: np.ndarray, edges: list[np.ndarray], mix:
     refit theta on x (kept only if E does not rise), cut x, until x stops changing or
     cfg.cut_iterations cuts. dynamic: every cut reuses `cut`'s graph (the warm start), else
     each builds its own (the fresh run, as before graphs were kept). colours: `small`'s
-    distinct colours, to evaluate each refit once per colour (the warm start), or None.
+    distinct colours, to evaluate each refit once per colour, or None (every pixel).
     Returns (mix, unary, labels, energies, cuts, the graph of the last cut)."""
     energies, cuts = [energy(labels, unary, edges)], 1
     while True:
