@@ -109,7 +109,10 @@ def log_likelihood(mix: Mixtures, image: np.ndarray, *, colours: Colours | None 
     feats = None if colours is None else colours.features
     per = _component_log_density(mix.weights, mix.means, mix.covs, x, feats).reshape(k, m, len(x))
     top = per.max(1, keepdims=True)  # (K, 1, N)
-    ll = top[:, 0] + np.log(np.exp(per - top).sum(1))  # (K, N)
+    per -= top  # in place: the same numbers as exp(per - top), without the temporaries
+    np.exp(per, out=per)
+    ll = np.log(per.sum(1))  # (K, N)
+    ll += top[:, 0]
     return ll.reshape(k, h, w) if colours is None else ll[:, colours.index]
 
 
