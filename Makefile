@@ -67,7 +67,8 @@ scribble-table: $(VENV)/.train-installed
 
 # The CamVid table (README, "The scribble table on CamVid") from a fresh clone with ../shared
 # beside it: the data links and splits, the weight tuning on splits/tune.txt, then every row for
-# seeds 0 and 1 at 1 thread per run, two runs at a time (about 75 minutes on the 2-core machine).
+# seeds 0 and 1 at 1 thread per run, two runs at a time (the first fifteen runs took 85 minutes on
+# the 2-core machine; ADM's three tuning and two table runs about an hour more, beside other jobs).
 camvid-table: $(VENV)/.train-installed
 	$(BIN)/python scripts/prepare_camvid.py
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python benchmarks/camvid_table.py --data data/camvid

@@ -21,7 +21,8 @@ Resolution: training crops of 128x128 from the frames rescaled by a random facto
 [0.5, 1.0] (240x180 to 480x360); evaluation on the val frames at their full 480x360 (the trainer
 pads to the model's multiple and upsamples the logits to the image), void (255) ignored,
 per-class IoU kept. 2000 steps: a regularized run took 11-12 minutes at one thread with two runs
-sharing the 2-core machine (0.32 s/step), pCE and full 7-8 minutes; the whole table about 80.
+sharing the 2-core machine (0.32 s/step), pCE and full 7-8 minutes, pCE+ADM 21-23 (0.63 s/step);
+the first fifteen runs took about 85 minutes, ADM's five about an hour more.
 Each run is resumable: it checkpoints every 200 steps and a rerun resumes from `last.pt`; a run
 whose `model.pt` records the same command is reused, not retrained.
 
