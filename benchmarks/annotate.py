@@ -75,7 +75,11 @@ GRID = [{"cut_gamma": g, "cut_geodesic_weight": w} for g, w in ((50.0, 0.0), (50
     # posterior (cut_geodesic_likelihood, Bai & Sapiro's metric), from the 240-px default
     {"cut_gamma": 100.0, "cut_geodesic_weight": w, "cut_size": 240, "cut_geodesic_likelihood": lik,
      "cut_geodesic_colour": c} for w, lik, c in ((5.0, 100.0, 0.0), (5.0, 100.0, 0.25), (5.0, 100.0, 1.0),
-                                                 (5.0, 300.0, 1.0), (10.0, 100.0, 1.0))]
+                                                 (5.0, 300.0, 1.0), (10.0, 100.0, 1.0))] + [
+    # fourth round (issue 15, the dense gap): Gaussians per class of the colour models, 3 or 8
+    # against the default's 5, from the third-round default
+    {"cut_gamma": 100.0, "cut_geodesic_weight": 10.0, "cut_size": 240, "cut_geodesic_likelihood": 100.0,
+     "cut_geodesic_colour": 1.0, "cut_components": m} for m in (8, 3)]
 # what a candidate does not name stays at the first round's settings, whatever annotate's defaults
 GRID_BASE = {"cut_size": 160, "cut_geodesic_likelihood": 0.0}
 NETWORK_WEIGHTS = (1.0, 5.0)
