@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_TRAIN_STEPS", "DEMO_DATA_PATH", "STREET_SAMPLES_PATH", "add_
 DEMO_DATA_PATH = Path(__file__).resolve().parent.parent / "assets" / "demo_data"
 # four CamVid val frames with masks and scribbles (README.md beside them: attribution, license)
 STREET_SAMPLES_PATH = DEMO_DATA_PATH.parent / "camvid_samples"
-# about 1-2 minutes on a busy 2-core CPU at one thread (README, "Quick start")
+# about 4 CPU-minutes for the whole demo at one thread with pce+adm (README, "Quick start")
 DEFAULT_TRAIN_STEPS = 400
 _TRAIN_SPLIT = "train"
 
