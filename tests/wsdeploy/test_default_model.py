@@ -120,9 +120,15 @@ def test_demo_trains_evaluates_and_segments(tmp_path, capsys):
 
 
 def test_demo_train_config_is_the_scribble_recipe():
+    from tests.benchmarks.test_records import _load
+
     config = demo_train_config(data=str(DEMO_DATA_PATH), out_dir="unused", steps=DEFAULT_TRAIN_STEPS)
-    # the synthetic scribble table's best row: pce+crf (entropy on top was no help)
-    assert config.supervision == "scribbles" and list(config.loss_names) == ["pce", "crf"]
+    # the synthetic scribble table's best row, pce+adm, with that row's proposal settings
+    assert config.supervision == "scribbles" and list(config.loss_names) == ["pce", "adm"]
+    flags = _load("scribble_table").RUN_FLAGS["pce+adm"]
+    table = {flags[i]: float(flags[i + 1]) for i in range(0, len(flags), 2)}
+    assert table == {"--adm-crf-weight": config.adm.crf_weight, "--adm-sigma-rgb": config.adm.sigma_rgb,
+                     "--adm-sigma-xy": config.adm.sigma_xy}
     assert config.crop_size == 128 and config.val_split == "val"
 
 
