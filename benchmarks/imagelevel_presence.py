@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scribble_table import results_header
 
 from wsdeploy.atomic import atomic_write_text
@@ -63,28 +62,20 @@ def drop_small_classes(logits: torch.Tensor, min_area: float, *, keep: int | Non
 
 def image_logits(model_path: str, data: str, split: str) -> tuple[list[torch.Tensor], list[np.ndarray], list[list[int]], int | None, int]:
     """Every image's (K, H, W) logits from the segmenter, with its mask and tags."""
-    from wsdeploy.training.tags.relabel import load_segmenter
+    from wsdeploy.training.tags.relabel import load_segmenter, segmenter_logits
     from wsdeploy.training.tags.targets import dataset_background_index
 
     from wsdeploy.data.datasets import SegmentationDataset
-    from wsdeploy.data.image_io import normalize
 
     model, card = load_segmenter(model_path)
     model.eval()
     dataset = SegmentationDataset(data, split=split, labels="masks")
-    m = int(getattr(model, "input_multiple", 1))
     logits, masks, tags = [], [], []
-    with torch.no_grad():
-        for i in range(len(dataset)):
-            item = dataset[i]
-            x = normalize(torch.as_tensor(item["image"][None]), tuple(card.mean), tuple(card.std))
-            h, w = x.shape[2:]
-            ph, pw = -(-h // m) * m, -(-w // m) * m
-            out = model(F.pad(x, (0, pw - w, 0, ph - h)))
-            out = F.interpolate(out.float(), size=(ph, pw), mode="bilinear", align_corners=False)[0, :, :h, :w]
-            logits.append(out)
-            masks.append(np.asarray(item["label"]))
-            tags.append([int(t) for t in item["tags"]])
+    for i in range(len(dataset)):
+        item = dataset[i]
+        logits.append(segmenter_logits(model, card, item["image"][None])[0].cpu())  # (K, H, W)
+        masks.append(np.asarray(item["label"]))
+        tags.append([int(t) for t in item["tags"]])
     return logits, masks, tags, dataset_background_index(dataset), len(dataset.classes)
 
 

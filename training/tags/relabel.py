@@ -28,7 +28,7 @@ from wsdeploy.crf import CRFParams, dense_crf
 from wsdeploy.data.image_io import normalize
 from wsdeploy.training.tags.targets import dataset_background_index
 
-__all__ = ["load_segmenter", "relabel_dataset", "relabel_images"]
+__all__ = ["load_segmenter", "relabel_dataset", "relabel_images", "segmenter_logits"]
 
 _IGNORE = 255
 
@@ -51,6 +51,28 @@ def load_segmenter(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
 
 
 @torch.no_grad()
+def segmenter_logits(model: nn.Module, card: ModelCard, images: np.ndarray) -> torch.Tensor:
+    """The segmenter's class scores at the images' own size.
+
+    Args:
+        model: a segmentation model in eval mode (its device is used).
+        card: its card (mean/std).
+        images: (B, H, W, 3) uint8 RGB.
+
+    Returns:
+        (B, K, H, W) float32 logits on the model's device: the input padded to the model's
+        multiple, the output upsampled bilinearly and cropped back.
+    """
+    device = next(model.parameters()).device
+    x = normalize(torch.as_tensor(images).to(device), tuple(card.mean), tuple(card.std))  # (B, 3, H, W)
+    _, _, h, w = x.shape
+    m = int(getattr(model, "input_multiple", 1))
+    ph, pw = -(-h // m) * m, -(-w // m) * m
+    logits = model(F.pad(x, (0, pw - w, 0, ph - h)))  # (B, K, ph/s, pw/s)
+    return F.interpolate(logits.float(), size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :h, :w]
+
+
+@torch.no_grad()
 def relabel_images(
     model: nn.Module, card: ModelCard, images: np.ndarray, allowed: torch.Tensor, *,
     crf: CRFParams | None = None, confidence: float | None = None,
@@ -69,12 +91,7 @@ def relabel_images(
         (B, H, W) uint8 class indices, 255 = unlabelled.
     """
     device = next(model.parameters()).device
-    x = normalize(torch.as_tensor(images).to(device), tuple(card.mean), tuple(card.std))  # (B, 3, H, W)
-    b, _, h, w = x.shape
-    m = int(getattr(model, "input_multiple", 1))
-    ph, pw = -(-h // m) * m, -(-w // m) * m
-    logits = model(F.pad(x, (0, pw - w, 0, ph - h)))  # (B, K, ph/s, pw/s)
-    logits = F.interpolate(logits.float(), size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :h, :w]
+    logits = segmenter_logits(model, card, images)
     if allowed.shape != logits.shape[:2]:
         raise ValueError(f"expected allowed of shape {tuple(logits.shape[:2])} (B, K), got {tuple(allowed.shape)}")
     keep = allowed.to(device=device, dtype=torch.bool)[:, :, None, None]
