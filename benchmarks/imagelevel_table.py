@@ -91,12 +91,9 @@ def main() -> int:
     group.add_argument("--tags4x", action="store_true", help="also the 4x-tags row (generates its dataset)")
     args = parser.parse_args(argv)
     names = [n for n in args.runs.split(",") if n]
-    if unknown := [n for n in names if n not in FINAL_RUNS]:
-        parser.error(f"unknown runs {unknown}; choose from {list(FINAL_RUNS)}")
-    if unknown := [n for n in args.pseudo_runs.split(",") if n and n not in FINAL_RUNS]:
-        parser.error(f"unknown --pseudo-runs {unknown}; choose from {list(FINAL_RUNS)}")
-    if unknown := [n for n in args.round_runs.split(",") if n and n not in FINAL_RUNS]:
-        parser.error(f"unknown --round-runs {unknown}; choose from {list(FINAL_RUNS)}")
+    for flag, text in (("runs", args.runs), ("--pseudo-runs", args.pseudo_runs), ("--round-runs", args.round_runs)):
+        if unknown := [n for n in text.split(",") if n and n not in FINAL_RUNS]:
+            parser.error(f"unknown {flag} {unknown}; choose from {list(FINAL_RUNS)}")
     if args.round_runs and not 1 <= args.round_runs_from <= args.rounds:
         parser.error(f"--round-runs-from {args.round_runs_from} is not a round of --rounds {args.rounds}")
     if args.round_runs and not args.propagation:
