@@ -32,9 +32,9 @@ graphs (`grid.BinaryCut`, kept in the state), which only change their terminal l
 resume max-flow from the flow they hold: exact, without rebuilding a graph (the full-size
 graph was half of an update's time). The colour log-likelihoods (fresh or warm) are evaluated
 once per distinct colour (`mixture.distinct_colours`, found by the first call and kept in the
-state; the same values as per pixel). The result is the fresh run's when both descents reach the same fixed point; from
-two starts the alternation can also stop in two different local minima of the same energy
-(benchmarks/annotate_incremental.py counts how often).
+state; the same values as per pixel). The result is the fresh run's when both descents reach
+the same fixed point; from two starts the alternation can also stop in two different local
+minima of the same energy (benchmarks/annotate_incremental.py counts how often).
 """
 
 from __future__ import annotations
