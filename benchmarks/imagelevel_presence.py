@@ -138,11 +138,14 @@ def main() -> int:
         p.error(f"no such segmenter: {missing}")
     rows = []
     for path in paths:
-        train = image_logits(path, args.data, "train")
+        try:  # a classifier given as a segmenter, a folder that is not a dataset: one line, not a traceback
+            train = image_logits(path, args.data, "train")
+            val_logits, val_masks, val_tags, _, _ = image_logits(path, args.data, "val")
+        except (ValueError, OSError) as exc:
+            p.error(str(exc))
         _, _, _, bg, k = train
         train_miou = {f"{a:g}": score(train[0], train[1], k, a, bg) for a in areas}
         pick = max(areas, key=lambda a: train_miou[f"{a:g}"])
-        val_logits, val_masks, val_tags, _, _ = image_logits(path, args.data, "val")
         row = {"segmenter": path, "train_miou_per_min_area": train_miou, "min_area_picked_on_train": pick,
                "val_miou_no_dropping": score(val_logits, val_masks, k, 0.0, bg),
                "val_miou_at_pick": score(val_logits, val_masks, k, pick, bg),

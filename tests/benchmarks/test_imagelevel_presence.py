@@ -73,3 +73,21 @@ def test_absent_class_statistics_count_what_the_tags_do_not_contain(presence):
     assert stats["absent_class_area_share_of_pixels_in_regions_over_5pct"] == pytest.approx(1.0)
     with_bg = presence.absent_class_statistics([logits], [[0]], 3, 2)  # the background is never absent
     assert with_bg["absent_class_predictions"] == 1 and with_bg["absent_pixel_fraction"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--segmenters", "{missing}"], "no such segmenter"),
+    (["--segmenters", "{junk}"], "not a PyTorch checkpoint"),
+    (["--segmenters", "{junk}", "--min-areas", "0,1.5"], "fractions in"),
+    (["--segmenters", "{junk}", "--min-areas", "a"], "comma list of numbers"),
+])
+def test_bad_inputs_are_one_line_errors_before_anything_is_written(presence, tmp_path, monkeypatch, capsys, argv,
+                                                                   message):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("junk")
+    argv = [a.format(missing=tmp_path / "none.pt", junk=junk) for a in argv]
+    out = tmp_path / "out.json"
+    monkeypatch.setattr("sys.argv", ["imagelevel_presence.py", "--data", str(tmp_path), "--json", str(out), *argv])
+    with pytest.raises(SystemExit):
+        presence.main()
+    assert message in capsys.readouterr().err and not out.exists()
