@@ -22,10 +22,12 @@ Per training seed s (`--train-seeds`, default 0,1; each row keeps both values an
    its train CAM mIoU beats the plain classifier's: "keep it only if it helps") steps 1-4 on it;
 6. 4x tags (`--tags4x`): the synthetic generator's images 0..639 and 800..2719 as train (tags
    only; their masks are never read: thresholds, beta and steps come from the original run) and
-   the same val images 640..799; steps 1-4 with the classifier retrained on it.
+   the same val images 640..799; steps 1-4 with the classifier retrained on it (`--tags4x-rounds`
+   self-training rounds, default `--rounds`; 0 trains only the `--pseudo-runs`).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import statistics
@@ -148,11 +150,12 @@ def chain(
         return rows, picked
     per_round: dict[int, dict[int, dict[str, Any]]] = {r: {} for r in range(1, args.rounds + 1)}
     run_dirs = {s: out / f"selftrain_seed{s}" for s in seeds}
-    _per_seed(wsdeploy, args.parallel, {
-        s: (["train", "--data", data, "--supervision", "tags", "--method", "seeds-rloss",
-             "--seeds", pseudo_sets[use][s]["seeds"], "--losses", args.round_losses, "--rounds", str(args.rounds),
-             "--out-dir", str(run_dirs[s]), "--no-progress", *passthrough, *shlex.split(args.round_args),
-             "--seed", str(s)], run_dirs[s] / f"round{args.rounds}" / "train" / "model.pt") for s in seeds})
+    if args.rounds > 0:
+        _per_seed(wsdeploy, args.parallel, {
+            s: (["train", "--data", data, "--supervision", "tags", "--method", "seeds-rloss",
+                 "--seeds", pseudo_sets[use][s]["seeds"], "--losses", args.round_losses, "--rounds", str(args.rounds),
+                 "--out-dir", str(run_dirs[s]), "--no-progress", *passthrough, *shlex.split(args.round_args),
+                 "--seed", str(s)], run_dirs[s] / f"round{args.rounds}" / "train" / "model.pt") for s in seeds})
     for s in seeds:
         for r in per_round:
             model = run_dirs[s] / f"round{r}" / "train" / "model.pt"
@@ -262,10 +265,20 @@ def run_stages(
                   "--fg-threshold", str(json.loads((out / "sweep_train.json").read_text())["best"]["fg_threshold"]), *crf],
                  seeds4 / "seeds.json")
         rows, _ = chain(wsdeploy, tag="4x tags", data=data4x, out=out / "propagation_tags4x", classifier=clf / "model.pt",
-                        cams_train=cams4["train"], cams_val=cams4["val"], seed_dirs={"seeds": seeds4}, args=args,
-                        passthrough=passthrough, picked=picked, train_masks=False)
+                        cams_train=cams4["train"], cams_val=cams4["val"], seed_dirs={"seeds": seeds4},
+                        args=tags4x_args(args), passthrough=passthrough, picked=picked, train_masks=False)
         results["runs"].extend(rows)
         save()
+
+
+def tags4x_args(args: Any) -> argparse.Namespace:
+    """The 4x chain's flags: the original chain's, with `--tags4x-rounds` self-training rounds
+    (None: `--rounds`); with 0 rounds, or fewer than `--round-runs-from`, no `--round-runs` either
+    (they train on a round's re-labels), so e.g. `--tags4x-rounds 0 --pseudo-runs sec` trains only
+    SEC on the 4x pseudo-masks."""
+    rounds = args.rounds if args.tags4x_rounds is None else args.tags4x_rounds
+    round_runs = args.round_runs if 1 <= args.round_runs_from <= rounds else ""
+    return argparse.Namespace(**{**vars(args), "rounds": rounds, "round_runs": round_runs})
 
 
 def _affinity_background(data: str) -> list[str]:

@@ -89,6 +89,9 @@ def main() -> int:
                        help="the round whose re-labels of the train split --round-runs train on (1 .. --rounds)")
     group.add_argument("--contrast-weight", type=float, default=0.1, help="classifier --contrast-weight (0: skip)")
     group.add_argument("--tags4x", action="store_true", help="also the 4x-tags row (generates its dataset)")
+    group.add_argument("--tags4x-rounds", type=int, default=None,
+                       help="self-training rounds of the 4x chain (default: --rounds); 0: only its --pseudo-runs "
+                       "(and no --round-runs), e.g. the best row, SEC on the pseudo-masks, alone")
     args = parser.parse_args(argv)
     names = [n for n in args.runs.split(",") if n]
     for flag, text in (("runs", args.runs), ("--pseudo-runs", args.pseudo_runs), ("--round-runs", args.round_runs)):
@@ -96,6 +99,8 @@ def main() -> int:
             parser.error(f"unknown {flag} {unknown}; choose from {list(FINAL_RUNS)}")
     if args.round_runs and not 1 <= args.round_runs_from <= args.rounds:
         parser.error(f"--round-runs-from {args.round_runs_from} is not a round of --rounds {args.rounds}")
+    if args.tags4x_rounds is not None and (args.tags4x_rounds < 0 or not args.tags4x):
+        parser.error("--tags4x-rounds needs --tags4x and is 0 or more")
     if args.round_runs and not args.propagation:
         parser.error("--round-runs needs --propagation (the rounds are the propagation stages')")
     if args.until == "pseudo" and not args.propagation:  # before hours of classifier training, not after

@@ -79,6 +79,11 @@ def test_propagation_chain_runs_every_stage_and_reuses_finished_ones(tmp_path, m
     assert [r["name"] for r in pseudo_rows] == ["cam+rw", "cam+rw", "cam+rw+crf"]
     assert not any("--rounds" in c for c in ran) and not (out / "pseudo_only" / "selftrain_seed0").exists()
     assert pseudo_picked["pseudo_used"] in ("cam+rw", "cam+rw+crf")
+    # no rounds (the 4x chain's --tags4x-rounds 0): the pseudo runs alone, no self-training
+    no_rounds = argparse.Namespace(**{**vars(args), "rounds": 0, "round_runs": ""})
+    rows0, _ = stages.chain(wsdeploy, **{**kwargs, "out": out / "no_rounds", "args": no_rounds, "picked": picked})
+    assert [r["name"] for r in rows0] == ["cam+rw", "cam+rw", "cam+rw+crf", "sec on pseudo-masks"]
+    assert not (out / "no_rounds" / "selftrain_seed0").exists()
 
 
 def test_per_seed_jobs_run_at_the_same_time_and_a_failure_fails_the_stage(monkeypatch):
@@ -124,7 +129,22 @@ def test_round_runs_train_on_each_seeds_round_labels_next_to_the_pseudo_runs(tmp
     assert finals[0][2][0][0][6] == "/p0"  # the pseudo runs keep their folders and commands
 
 
+def test_tags4x_rounds_zero_trains_only_the_pseudo_runs(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    stages = _load("imagelevel_stages")
+    args = argparse.Namespace(rounds=2, round_runs="sec", round_runs_from=1, pseudo_runs="sec", tags4x_rounds=0)
+    four = stages.tags4x_args(args)
+    assert (four.rounds, four.round_runs, four.pseudo_runs) == (0, "", "sec")
+    assert (args.rounds, args.round_runs) == (2, "sec")  # the original chain's flags are untouched
+    assert vars(stages.tags4x_args(argparse.Namespace(**{**vars(args), "tags4x_rounds": None}))) == {
+        **vars(args), "tags4x_rounds": None}  # default: the original chain's rounds and round runs
+    one = stages.tags4x_args(argparse.Namespace(**{**vars(args), "tags4x_rounds": 1, "round_runs_from": 2}))
+    assert (one.rounds, one.round_runs) == (1, "")  # round 2's re-labels do not exist with one round
+
+
 @pytest.mark.parametrize("flags, message", [
+    (["--tags4x-rounds", "0"], "--tags4x-rounds needs --tags4x"),
+    (["--tags4x", "--tags4x-rounds", "-1"], "--tags4x-rounds needs --tags4x and is 0 or more"),
     (["--round-runs", "nope"], "unknown --round-runs ['nope']"),
     (["--round-runs", "sec", "--rounds", "2", "--round-runs-from", "3"], "--round-runs-from 3 is not a round of --rounds 2"),
     (["--round-runs", "sec", "--rounds", "2", "--round-runs-from", "0"], "--round-runs-from 0 is not a round of --rounds 2"),
