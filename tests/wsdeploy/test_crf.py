@@ -88,6 +88,48 @@ def test_separable_smoothness_kernel_matches_exact(h: int, w: int, sigma: float)
     assert err < REL_ERROR_NORMALISED, err
 
 
+def test_batch_lattice_is_the_block_diagonal_union_of_single_builds() -> None:
+    """A (B, N, d) build equals B (N, d) builds bit for bit: the same vertices (offset by the
+    earlier images' counts), weights, splat entries in the same order and blur neighbours, so a
+    batch kernel filters each image exactly as a kernel of its own."""
+    images = [_smooth_image(23, 31, seed) for seed in range(3)]
+    feats = [pixel_features(torch.from_numpy(im), 23, 31, sigma_xy=6.0, sigma_rgb=15.0, device="cpu") for im in images]
+    batch = build_lattice(torch.stack(feats))
+    singles = [build_lattice(f) for f in feats]
+    n, m = 23 * 31, batch.num_vertices
+    assert m == sum(s.num_vertices for s in singles) and batch.num_pixels == 3 * n
+    vertex_off = pixel_off = entry_off = 0
+    for b, single in enumerate(singles):
+        rows = slice(b * n, (b + 1) * n)
+        assert torch.equal(batch.vertex[rows], single.vertex + vertex_off)
+        assert torch.equal(batch.weight[rows], single.weight)
+        entries = slice(entry_off, entry_off + single.splat_pixel.numel())
+        assert torch.equal(batch.splat_pixel[entries], single.splat_pixel + pixel_off)
+        assert torch.equal(batch.splat_weight[entries], single.splat_weight)
+        mb = single.num_vertices
+        assert torch.equal(batch.splat_crow[vertex_off:vertex_off + mb + 1], single.splat_crow[:mb + 1] + entry_off)
+        own = batch.neighbours[:, :, vertex_off:vertex_off + mb].long()
+        expected = single.neighbours[:, :, :mb].long()
+        assert torch.equal(torch.where(expected == mb, m, expected + vertex_off), own)  # absent: the padding vertex
+        vertex_off, pixel_off, entry_off = vertex_off + mb, pixel_off + n, entry_off + single.splat_pixel.numel()
+    image = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    values = torch.from_numpy(np.stack([_probs(4, 23, 31, seed) for seed in range(3)]))
+    together = BilateralKernel(image, sigma_xy=6.0, sigma_rgb=15.0)(values)
+    alone = torch.cat([BilateralKernel(image[b:b + 1], sigma_xy=6.0, sigma_rgb=15.0)(values[b:b + 1]) for b in range(3)])
+    assert torch.equal(together, alone)
+
+
+def test_lattice_ties_keep_pixel_order() -> None:
+    """Pixels of one simplex are splatted in pixel order (stable sorts), so the summation order,
+    and with it every rounding, does not depend on the sort algorithm or the array's length."""
+    feats = torch.zeros(50, 2)  # every pixel in the same simplex
+    feats[25:] = 0.01
+    lat = build_lattice(feats)
+    for v in range(lat.num_vertices):
+        cols = lat.splat_pixel[lat.splat_crow[v]:lat.splat_crow[v + 1]]
+        assert torch.equal(cols, torch.sort(cols).values)
+
+
 def test_lattice_norm_matches_filter_of_ones() -> None:
     img = torch.from_numpy(_smooth_image(20, 25, 3))
     lat = build_lattice(pixel_features(img, 20, 25, sigma_xy=5.0, sigma_rgb=10.0, device=torch.device("cpu")))

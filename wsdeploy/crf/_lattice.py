@@ -1,7 +1,8 @@
 """Permutohedral lattice (Adams, Baek & Davis, Eurographics 2010) in plain torch ops.
 
 The lattice approximates Gaussian filtering in a d-dimensional feature space with three
-linear maps, built once per image and reused for every filtering call:
+linear maps, built once per image (or once for a batch of images) and reused for every
+filtering call:
 
     splat   S:  (M, N), d + 1 barycentric weights per pixel (pixel -> simplex vertices)
     blur    B:  d + 1 passes of the [1/2, 1, 1/2] kernel along the lattice axes
@@ -12,7 +13,11 @@ linear maps, built once per image and reused for every filtering call:
 with N pixels and M occupied vertices (M << N for the CRF's wide bilateral kernel). The
 construction runs vectorised over all pixels: elevation onto the hyperplane, rounding to the
 enclosing simplex, then hashing by sorting int64 codes, first of the distinct simplices (a
-fraction of N on photographs), then of their vertices. `wsdeploy.crf._operator` turns the
+fraction of N on photographs), then of their vertices. A batch of B images is one lattice on
+B * N pixels whose codes lead with the image index, so no vertex is shared between images and
+the whole batch is filtered by one splat, blur and slice: the block-diagonal union of the B
+images' own lattices, vertex for vertex and entry for entry (the sorts are stable, so ties keep
+pixel order whatever the batch), which is what makes a batch build equal B single builds. `wsdeploy.crf._operator` turns the
 result into CSR matrices, so a call is two sparse-dense products plus d + 1 gathers.
 
 The numerical scheme (scale factors, rounding and tie-breaking, barycentric weights, blur
@@ -155,29 +160,39 @@ def _strides(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
 
 
 def _unique_sorted(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sort int64 codes: (order, is_first (bool, sorted order), group id in sorted order)."""
-    ordered, order = torch.sort(codes)
+    """Stable sort of int64 codes: (sorted codes, order, is_first (bool, sorted order)).
+
+    Stable, so equal codes keep their input order: the lattice (and the summation order of
+    every splat) does not depend on the sort algorithm, the array's length or the batch.
+    """
+    ordered, order = torch.sort(codes, stable=True)
     first = torch.ones_like(ordered, dtype=torch.bool)
     first[1:] = ordered[1:] != ordered[:-1]
     return ordered, order, first
 
 
 def build_lattice(features: torch.Tensor) -> Lattice:
-    """Build the lattice for (N, d) float features (already divided by their sigmas).
+    """Build the lattice for (N, d) float features (already divided by their sigmas), or for a
+    batch, (B, N, d): one lattice on B * N pixels (image b's pixels at b * N ...), each image
+    with vertices of its own (see the module docstring).
 
     Pixels that fall in the same simplex share its d + 1 vertices, so the vertex hash runs on
     the distinct simplices only (a fraction of N on photographs), then maps back to pixels.
     """
-    if features.ndim != 2 or features.shape[0] < 1:
-        raise ValueError(f"expected features of shape (N >= 1, d), got {tuple(features.shape)}")
-    n, d = features.shape
+    if features.ndim not in (2, 3) or features.shape[-2] < 1 or (features.ndim == 3 and features.shape[0] < 1):
+        raise ValueError(f"expected features of shape (N >= 1, d) or (B >= 1, N >= 1, d), got {tuple(features.shape)}")
+    batch, per_image, d = (1, *features.shape) if features.ndim == 2 else features.shape
+    n = batch * per_image
     d1 = d + 1
     device = features.device
     idx = torch.int32 if n * d1 < 2**31 - 1 else torch.int64
-    elevated = features.float() @ _elevation_matrix(d, device)  # (N, d+1)
+    elevated = features.reshape(n, d).float() @ _elevation_matrix(d, device)  # (N, d+1)
     rem0, rank, bary = _enclosing_simplex(elevated)
-    # 1. Distinct simplices: code = (rem0 / (d+1) on the first d axes, rank permutation).
-    base = rem0[:d] / d1  # (d, N) small integers
+    # The image index leads every code (the most significant digit), so images never share
+    # a simplex or a vertex, and within an image the codes sort as in a build of its own.
+    image = torch.arange(batch, device=device, dtype=torch.float32).repeat_interleave(per_image)[None]  # (1, N)
+    # 1. Distinct simplices: code = (image, rem0 / (d+1) on the first d axes, rank permutation).
+    base = torch.cat([image, rem0[:d] / d1])  # (1 + d, N) small integers
     lo, hi = base.amin(1), base.amax(1)
     bstrides = _strides(lo, hi)
     rank_code = (d1 ** torch.arange(d1, device=device, dtype=torch.float32)) @ rank  # < 6^6
@@ -193,15 +208,19 @@ def build_lattice(features: torch.Tensor) -> Lattice:
     rep = sorder[sfirst]  # a representative pixel per simplex
     # 2. Vertex r of simplex s: key[i] = rem0[i] + canonical[r][rank[i]], where
     # canonical[r][k] = r for k <= d - r, else r - (d + 1); only the first d coordinates are
-    # kept (the last is implied by sum(key) = 0). Codes have a margin of d + 1 on each side,
-    # so the blur neighbours (key -+ 1, +- d on one axis) are a constant away.
-    klo = rem0[:d].amin(1) - 2 * d1
-    khi = rem0[:d].amax(1) + 2 * d1
-    kstrides = _strides(klo, khi)
+    # kept (the last is implied by sum(key) = 0), after the image index. Codes have a margin
+    # of d + 1 on each side, so the blur neighbours (key -+ 1, +- d on one axis) are a constant
+    # away and never cross into another image's codes.
+    margin = torch.tensor([0.0] + [2.0 * d1] * d, device=device)
+    keys = torch.cat([image, rem0[:d]])  # (1 + d, N)
+    klo = keys.amin(1) - margin
+    khi = keys.amax(1) + margin
+    all_strides = _strides(klo, khi)
+    kstrides = all_strides[1:]  # the coordinate axes' strides (the image's is all_strides[0])
     r = torch.arange(d1, device=device)
     srank = rank[:d, rep].t()  # (S, d)
     high = (srank[:, None, :] > (d - r)[None, :, None]).double()  # (S, d+1, d)
-    base_code = kstrides @ (rem0[:d, rep] - klo[:, None]).double()  # (S,)
+    base_code = all_strides @ (keys[:, rep] - klo[:, None]).double()  # (S,)
     vcode = base_code[:, None] + r.double()[None, :] * kstrides.sum() - d1 * (high @ kstrides)
     vsorted, vorder, vnew = _unique_sorted(vcode.reshape(-1).to(torch.int64))  # slots s*(d+1)+r
     vertices = vsorted[vnew]  # (M,) sorted codes

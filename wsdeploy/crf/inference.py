@@ -151,7 +151,7 @@ def _mean_field(
             image.permute(2, 0, 1)[None].to(probs.device), sigma_xy=params.bilateral_sigma_xy,
             sigma_rgb=params.bilateral_sigma_rgb,
         )
-        appearance = kernel.normalized_operator(0, weight=params.bilateral_weight)
+        appearance = kernel.normalized_operator(weight=params.bilateral_weight)
     if appearance is None and smooth is None:
         return q.t().reshape(k, h, w)
     log_p = p.log_()  # (N, K), minus the unary

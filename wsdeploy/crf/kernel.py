@@ -101,14 +101,13 @@ class BilateralKernel:
         self.batch, _, self.height, self.width = (int(s) for s in image.shape)
         self.device = image.device
         pixels = image.permute(0, 2, 3, 1)  # (B, H, W, 3), a view
-        self.lattices = [
-            build_lattice(pixel_features(
-                pixels[b], self.height, self.width, sigma_xy=self.sigma_xy,
-                sigma_rgb=self.sigma_rgb, device=self.device,
-            ))
+        features = torch.stack([
+            pixel_features(pixels[b], self.height, self.width, sigma_xy=self.sigma_xy,
+                           sigma_rgb=self.sigma_rgb, device=self.device)
             for b in range(self.batch)
-        ]
-        self._plain: list[LatticeOperator | None] = [None] * self.batch
+        ])  # (B, N, 5)
+        self.lattice = build_lattice(features)  # one lattice for the batch, B * N pixels
+        self._plain: LatticeOperator | None = None
         self._degree: torch.Tensor | None = None
 
     def __call__(self, values: torch.Tensor) -> torch.Tensor:
@@ -126,11 +125,9 @@ class BilateralKernel:
                 f"expected values ({self.batch}, C, {self.height}, {self.width}) to match the "
                 f"kernel's images, got {tuple(values.shape)}"
             )
-        outs = []
-        for k in range(b):
-            v = values[k].reshape(c, h * w).t().float().contiguous()  # (N, C)
-            outs.append(_ApplyOperator.apply(v, self.operator(k)).t().reshape(c, h, w))
-        return torch.stack(outs, 0)
+        v = values.float().reshape(b, c, h * w).transpose(1, 2).reshape(b * h * w, c)  # (B*N, C) row-major
+        out = _ApplyOperator.apply(v, self.operator())  # (B*N, C)
+        return out.reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w).contiguous()
 
     @property
     def degree(self) -> torch.Tensor:
@@ -140,17 +137,15 @@ class BilateralKernel:
             self._degree = self(ones).detach()
         return self._degree
 
-    def operator(self, index: int) -> LatticeOperator:
-        """The plain operator W of image `index` on (N, C) float32 row-major values."""
-        op = self._plain[index]
-        if op is None:
-            op = make_operator([self.lattices[index]], weights=[1.0], pixel_scales=[None])
-            self._plain[index] = op
-        return op
+    def operator(self) -> LatticeOperator:
+        """The plain operator W of the batch on (B*N, C) float32 row-major values (image b's
+        pixels in rows b*N ... (b+1)*N - 1, raster order; block-diagonal over the images)."""
+        if self._plain is None:
+            self._plain = make_operator([self.lattice], weights=[1.0], pixel_scales=[None])
+        return self._plain
 
-    def normalized_operator(self, index: int, *, weight: float) -> LatticeOperator:
-        """weight * D W D of image `index`, D = diag(W 1)^(-1/2): densecrf's symmetric
-        normalisation, on (N, C) float32 row-major values (what mean-field inference applies)."""
-        lattice = self.lattices[index]
-        scale = torch.rsqrt(lattice_norm(lattice) + 1e-20)  # (N,)
-        return make_operator([lattice], weights=[weight], pixel_scales=[scale])
+    def normalized_operator(self, *, weight: float) -> LatticeOperator:
+        """weight * D W D of the batch, D = diag(W 1)^(-1/2): densecrf's symmetric
+        normalisation, on (B*N, C) float32 row-major values (what mean-field inference applies)."""
+        scale = torch.rsqrt(lattice_norm(self.lattice) + 1e-20)  # (B*N,)
+        return make_operator([self.lattice], weights=[weight], pixel_scales=[scale])
