@@ -96,16 +96,24 @@ def proposal_energy(
     check_probs(probs)
     if labelling.shape != probs.shape:
         raise ValueError(f"expected labelling {tuple(probs.shape)} like probs, got {tuple(labelling.shape)}")
-    v = _valid(probs, valid)[:, None].float()  # (B, 1, H, W)
-    y = labelling.float() * v
+    v = _rows(_valid(probs, valid)[:, None].float())  # (B*N, 1)
+    log_s = _rows(probs.float()).clamp_min(_EPS).log()  # not in place: _rows may be a view
+    with torch.autocast(probs.device.type, enabled=False):  # sparse products in float32
+        return _energy(_rows(labelling.float()), log_s, v, kernel, weight=float(weight))
+
+
+def _energy(y: torch.Tensor, log_s: torch.Tensor, v: torch.Tensor, kernel: BilateralKernel, *,
+            weight: float) -> torch.Tensor:
+    """`proposal_energy` on row-major values: y and log_s (B*N, K) float32 (log S clamped at
+    _EPS), v (B*N, 1) float32 valid mask, on `kernel.operator()`'s pixel order."""
+    y = y * v
     count = v.sum().clamp_min(1.0)
-    unary = -(y * probs.float().clamp_min(_EPS).log()).sum() / count
-    with torch.autocast(probs.device.type, enabled=False):
-        out = kernel(torch.cat([v, y], 1))  # (B, 1 + K, H, W): W v, W Y~
+    unary = -(y * log_s).sum() / count
+    out = kernel.operator()(torch.cat([v, y], 1))  # (B*N, 1 + K): W v, W Y~
     degree, wy = out[:, :1], out[:, 1:]
     mass = (v * degree).sum().clamp_min(torch.finfo(torch.float32).tiny)
     pairwise = (y * (degree - wy)).sum() / mass
-    return unary + float(weight) * pairwise
+    return unary + weight * pairwise
 
 
 @torch.no_grad()
@@ -134,6 +142,10 @@ def crf_proposals(
 
     Returns:
         `Proposals` (labels, marginals, energy before and after).
+
+    The iterations run on row-major (B*N, K) float32 values, the lattice operator's own layout,
+    so each one is a splat, a blur and a slice fused with the unary (no transposes), then a
+    softmax over contiguous rows.
     """
     check_probs(probs)
     check_label_map(scribbles, probs, name="scribbles", like_name="probs")
@@ -149,34 +161,36 @@ def crf_proposals(
     if valid is None:
         valid = scribbles != pad_index
     valid = _valid(probs, valid)
-    k = probs.shape[1]
+    b, k, h, w = probs.shape
     seeded = valid & (scribbles != ignore_index) & (scribbles != pad_index)  # (B, H, W)
     if bool(((scribbles < 0) | (scribbles >= k))[seeded].any()):
         raise ValueError(f"scribble labels must lie in [0, {k}) or be {ignore_index}/{pad_index}")
-    seed_onehot = torch.nn.functional.one_hot(scribbles.clamp(0, k - 1), k).permute(0, 3, 1, 2).float()
-    log_s = probs.float().clamp_min(_EPS).log()  # (B, K, H, W)
-    clamp = seeded[:, None]  # (B, 1, H, W)
-    v = valid[:, None].float()
+    clamp = seeded.reshape(-1, 1)  # (B*N, 1), the operator's pixel order (raster per image)
+    seed_onehot = F.one_hot(scribbles.reshape(-1).clamp(0, k - 1), k).float()  # (B*N, K)
+    s_rows = _rows(probs.float())  # (B*N, K)
+    log_s = s_rows.clamp_min(_EPS).log_()
+    v = valid.reshape(-1, 1).float()  # (B*N, 1)
+    op = kernel.operator()
 
     def clamped(q: torch.Tensor) -> torch.Tensor:
         return torch.where(clamp, seed_onehot, q)
 
-    with torch.autocast(probs.device.type, enabled=False):
-        mass = (v * kernel(v)).sum().clamp_min(torch.finfo(torch.float32).tiny)  # v^T W v
-    mu = 2.0 * weight * float(v.sum()) / float(mass)
-    start = clamped(_onehot(probs.argmax(1), k))
-    q = clamped(probs.float())
-    for _ in range(iterations):
-        with torch.autocast(probs.device.type, enabled=False):
-            message = kernel(q * v)  # (B, K, H, W) W Q~
-        q = clamped(torch.softmax(log_s + mu * message, dim=1))
-    end = clamped(_onehot(q.argmax(1), k))
-    e_start = float(proposal_energy(start, probs, kernel, weight=weight, valid=valid))
-    e_end = float(proposal_energy(end, probs, kernel, weight=weight, valid=valid))
+    with torch.autocast(probs.device.type, enabled=False):  # sparse products in float32
+        mass = (v * op(v)).sum().clamp_min(torch.finfo(torch.float32).tiny)  # v^T W v
+        mu = 2.0 * weight * float(v.sum()) / float(mass)
+        mv = v * mu  # (B*N, 1): the message mu * W (Q v) is W applied to Q * (mu v)
+        start = clamped(_onehot(s_rows.argmax(1), k))
+        q = clamped(s_rows)
+        for _ in range(iterations):
+            q = clamped(torch.softmax(op(q * mv, add_to=log_s), dim=1))  # log S + mu W Q~
+        end = clamped(_onehot(q.argmax(1), k))
+        e_start = float(_energy(start, log_s, v, kernel, weight=weight))
+        e_end = float(_energy(end, log_s, v, kernel, weight=weight))
     if e_end > e_start:  # never uphill: keep the start
         end, e_end = start, e_start
-    labels = torch.where(valid, end.argmax(1), torch.full_like(scribbles, pad_index))
-    return Proposals(labels=labels, probs=q, energy_start=e_start, energy_end=e_end, iterations=iterations)
+    labels = torch.where(valid, end.argmax(1).reshape(b, h, w), torch.full_like(scribbles, pad_index))
+    return Proposals(labels=labels, probs=_images(q, b, h, w), energy_start=e_start, energy_end=e_end,
+                     iterations=iterations)
 
 
 class ADMProposalLoss(nn.Module):
@@ -244,8 +258,19 @@ class ADMProposalLoss(nn.Module):
 
 
 def _onehot(labels: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, H, W) int -> (B, K, H, W) float32 one-hot."""
-    return torch.nn.functional.one_hot(labels, k).permute(0, 3, 1, 2).float()
+    """(B*N,) int -> (B*N, K) float32 one-hot."""
+    return F.one_hot(labels, k).float()
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B*N, C) row-major (a copy): the lattice operator's layout."""
+    b, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b * h * w, c)
+
+
+def _images(rows: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
+    """(B*N, C) row-major -> (B, C, H, W) contiguous."""
+    return rows.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
 
 def _valid(probs: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
