@@ -79,7 +79,13 @@ GRID = [{"cut_gamma": g, "cut_geodesic_weight": w} for g, w in ((50.0, 0.0), (50
     # fourth round (issue 15, the dense gap): Gaussians per class of the colour models, 3 or 8
     # against the default's 5, from the third-round default
     {"cut_gamma": 100.0, "cut_geodesic_weight": 10.0, "cut_size": 240, "cut_geodesic_likelihood": 100.0,
-     "cut_geodesic_colour": 1.0, "cut_components": m} for m in (8, 3)]
+     "cut_geodesic_colour": 1.0, "cut_components": m} for m in (8, 3)] + [
+    # fifth round (issue 15, the dense gap is GC-12's 69020, where the colour refits drift until
+    # both models are alike): the strokes' own colour posterior as a fixed unary (weight w) with
+    # each class's likelihood floored at e^f, from the third-round default; f = -40 is no floor
+    {"cut_gamma": 100.0, "cut_geodesic_weight": 10.0, "cut_size": 240, "cut_geodesic_likelihood": 100.0,
+     "cut_geodesic_colour": 1.0, "cut_stroke_unary": w, "cut_stroke_floor": f}
+    for w, f in ((1.0, -13.0), (1.0, -15.0), (2.0, -13.0), (0.5, -13.0), (1.0, -40.0))]
 # what a candidate does not name stays at the first round's settings, whatever annotate's defaults
 GRID_BASE = {"cut_size": 160, "cut_geodesic_likelihood": 0.0}
 NETWORK_WEIGHTS = (1.0, 5.0)
@@ -88,7 +94,7 @@ NETWORK_WEIGHTS = (1.0, 5.0)
 NETWORK_CUT = {"cut_size": 160, "cut_gamma": 50.0, "cut_geodesic_weight": 5.0, "cut_geodesic_likelihood": 0.0}
 # fields added to AnnotateConfig after rows were stored: the value that runs the code those rows
 # ran (a row without the field ran with it off, whatever its default is now)
-ADDED_OFF = {"cut_geodesic_likelihood": 0.0}
+ADDED_OFF = {"cut_geodesic_likelihood": 0.0, "cut_stroke_unary": 0.0}
 
 Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, scribbles, seed) -> labels
 

@@ -84,7 +84,7 @@ _INTS = ("size", "steps", "width", "depth", "crf_iterations", "colour_components
          "cut_iterations", "cut_em_iterations", "cut_components", "cut_full_iterations")
 _NONNEG = ("crf_weight", "potts_weight", "ncut_weight", "entropy_weight", "coord_scale",
            "scribble_confidence", "colour_loss", "cut_gamma", "cut_geodesic_weight", "cut_geodesic_colour",
-           "cut_geodesic_likelihood", "cut_network_weight")
+           "cut_geodesic_likelihood", "cut_network_weight", "cut_stroke_unary")
 _POSITIVE = ("lr", "sigma_xy", "sigma_rgb", "potts_sigma_rgb")
 
 
@@ -109,6 +109,12 @@ class AnnotateConfig:
             that distance, >= 0 (0 = off; `geodesic.stroke_posterior`).
         cut_network_weight: > 0 fits the per-image network first (the network fields below)
             and adds -cut_network_weight * log(its probabilities) to the unary, >= 0.
+        cut_stroke_unary: weight of -log p(class | colour) under colour models fitted on the
+            strokes alone (fixed while the refitted models drift), added to every cut's
+            unary (0 = off), >= 0.
+        cut_stroke_floor: log-density (RGB 0-255 units) added to each class's likelihood in
+            that term, p_c + e^floor: a colour no stroke shows (every p_c << e^floor, e.g. an
+            unstroked part of the object) carries no stroke evidence; a finite real number.
         cut_full_iterations: cuts at the photo's own size after the iterations at cut_size
             (each after a colour-model refit there), >= 1.
         cut_init: what the first colour models are fitted on: "strokes" (each class on its
@@ -153,6 +159,8 @@ class AnnotateConfig:
     cut_geodesic_colour: float = 1.0  # its path cost per RGB unit
     cut_geodesic_likelihood: float = 100.0  # its path cost per unit of the strokes' colour posterior, 0 = off
     cut_network_weight: float = 0.0  # the per-image network's -log p as one more unary, 0 = off
+    cut_stroke_unary: float = 0.0  # -w log p(class | colour) under the strokes' own models, 0 = off
+    cut_stroke_floor: float = -13.0  # its robust likelihood p_c + e^floor (nats)
     cut_full_iterations: int = 1  # cuts at the photo's own size after those at cut_size
     cut_init: str = "strokes"  # first colour models on: "strokes", or "background" (GrabCut's)
     size: int = 160  # long side of the working resolution, px
@@ -189,6 +197,7 @@ class AnnotateConfig:
         for name, low in minimum.items():
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        real_number("cut_stroke_floor", self.cut_stroke_floor)
         for name in _NONNEG + _POSITIVE:
             value = real_number(name, getattr(self, name))
             if name in _POSITIVE and value <= 0:

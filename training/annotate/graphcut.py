@@ -1,7 +1,7 @@
 """The graph-cut method of `annotate`: GrabCut's iterated colour-model graph cut, seeded by the
 strokes instead of a box, with an optional geodesic location prior.
 
-    E(x; theta) = sum_p [-log p(I_p | theta_{x_p}) + prior_{x_p}(p) + hard_{x_p}(p)]
+    E(x; theta) = sum_p [-log p(I_p | theta_{x_p}) + prior_{x_p}(p) + stroke_{x_p}(p) + hard_{x_p}(p)]
                   + sum_{p~q} gamma / |p - q| exp(-beta |I_p - I_q|^2) [x_p != x_q]
 
 - theta: one RGB Gaussian mixture per class (`mixture`), first fitted on that class's strokes
@@ -13,6 +13,13 @@ strokes instead of a box, with an optional geodesic location prior.
 - prior: `geodesic.geodesic_prior`, cfg.cut_geodesic_weight * d_c / sum d (0 = off), the
   paths' cost from RGB differences (cfg.cut_geodesic_colour) and changes of the strokes' colour
   posterior (cfg.cut_geodesic_likelihood);
+- stroke: cfg.cut_stroke_unary * -log p(class | I_p) under mixtures fitted on the strokes
+  alone, each class's likelihood made robust as p_c + e^cfg.cut_stroke_floor (0 = off). It
+  does not change with theta: when the refits drift (GC-12's 69020 with dense strokes: the
+  foreground's mixture takes a grass component, the two models end nearly identical and the
+  geodesic prior alone shapes the mask), the strokes' own colour evidence still holds the
+  cut; where no stroke shows a colour (an unstroked part of the object), the floor leaves
+  it at log K for every class, so the refits still learn it;
 - pairwise: `grid.contrast_weights`, 8-connected.
 
 Bound-optimisation / block-coordinate descent on (x, theta), as GrabCut: cut x with theta
@@ -173,9 +180,16 @@ def graph_cut(
     # the mixtures are evaluated once per distinct colour (found once per photograph, kept in the state)
     colours_work = (previous.colours_work if same_grid and previous.colours_work is not None
                     else distinct_colours(small))
+    stroke_mix = None
+    if cfg.cut_stroke_unary > 0:  # -w log p(class | colour) under the strokes' own models, every cut
+        stroke_mix = fit_mixtures(small, small_scribbles, num_classes=k, components=cfg.cut_components,
+                                  iterations=_FIRST_EM)
+        fixed = fixed + cfg.cut_stroke_unary * _stroke_unary(
+            log_likelihood(stroke_mix, small, colours=colours_work), cfg.cut_stroke_floor)
     if previous is None:  # fresh: the first colour models (`_first_labels`), a cut, the descent
-        start = fit_mixtures(small, _first_labels(small_scribbles, cfg.cut_init), num_classes=k,
-                             components=cfg.cut_components, iterations=_FIRST_EM)
+        start = stroke_mix if stroke_mix is not None and cfg.cut_init == "strokes" else fit_mixtures(
+            small, _first_labels(small_scribbles, cfg.cut_init), num_classes=k, components=cfg.cut_components,
+            iterations=_FIRST_EM)
         start_unary = fixed - log_likelihood(start, small, colours=colours_work)
         first, cut = _cut(start_unary, edges, init=None, reuse=None)
         mix, unary, labels, energies, cuts, cut = _descend(small, fixed, edges, start, start_unary,
@@ -200,6 +214,9 @@ def graph_cut(
     else:
         fixed_full = prior_full + _hard(scribbles, k)
         colours = previous.colours if warm and previous.colours is not None else distinct_colours(rgb)
+        if stroke_mix is not None:
+            fixed_full += cfg.cut_stroke_unary * _stroke_unary(log_likelihood(stroke_mix, rgb, colours=colours),
+                                                               cfg.cut_stroke_floor)
         full_unary = fixed_full - log_likelihood(mix, rgb, colours=colours)
         full_labels, cut_full = _cut(full_unary, edges_full,
                                      init=cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST),
@@ -263,6 +280,15 @@ def _first_labels(scribbles: np.ndarray, rule: str) -> np.ndarray:
     if rule == "background":
         return np.where(scribbles == UNLABELLED, 0, scribbles).astype(np.uint8)
     return scribbles
+
+
+def _stroke_unary(ll: np.ndarray, floor: float) -> np.ndarray:
+    """-log p(class | colour) with equal class priors under the robust likelihoods p_c + e^floor,
+    from the strokes' log-likelihoods ll (K, H, W): (K, H, W) float64 >= 0, near log K at a
+    colour no stroke shows (every p_c << e^floor)."""
+    ll = np.logaddexp(ll, floor)
+    top = ll.max(0, keepdims=True)
+    return np.log(np.exp(ll - top).sum(0, keepdims=True)) + top - ll
 
 
 def _posterior(unary: np.ndarray) -> np.ndarray:
