@@ -12,12 +12,19 @@ a variant's figure is the median over its repeats, all runs kept.
         -- --losses pce,crf --model deeplabv3plus_resnet18 --width 16 --crop-size 128 ...
 
 Threads: each run gets OMP_NUM_THREADS / MKL_NUM_THREADS = `--threads` (default 1).
+
+On a shared machine wall-clock step times follow the load, not the code. `--cpu-time` adds a
+figure that does not: each repeat also runs the command for `--short-steps` steps, and the
+CPU seconds per step are (CPU of the long run - CPU of the short run) / (the difference in
+steps), the CPU being the child's user + system time (`resource.getrusage`), so start-up,
+imports and the final checkpoint cancel out.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import shlex
 import statistics
 import subprocess
@@ -40,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--skip", type=int, default=1, help="log entries dropped as warm-up (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="OpenMP/MKL threads per run (default 1)")
     parser.add_argument("--json", required=True, help="results file to write")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="also CPU seconds per step, from a second, shorter run per repeat (see above)")
+    parser.add_argument("--short-steps", type=int, default=20, help="steps of the shorter run (default 20)")
     if argv is None:
         argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
@@ -49,23 +59,40 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
             parser.error(f"--variant expects NAME=PYTHON, got {v!r}")
     if args.repeats < 1 or args.steps <= args.log_every * (args.skip + 1):
         parser.error("need --repeats >= 1 and --steps > --log-every * (--skip + 1)")
+    if args.cpu_time and not 1 <= args.short_steps < args.steps:
+        parser.error("--short-steps must be >= 1 and below --steps")
     return args, argv[split + 1:]
 
 
-def one_run(python: str, data: str, train_flags: list[str], args: argparse.Namespace) -> dict:
+def _train(python: str, data: str, train_flags: list[str], args: argparse.Namespace, steps: int,
+           ) -> tuple[list[dict], float, list[str]]:
+    """One `wsdeploy train` run: (its log entries, its CPU seconds, the command)."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [python, "-m", "wsdeploy", "train", "--data", str(Path(data).resolve()), "--out-dir", out, "--steps",
-               str(args.steps), "--log-every", str(args.log_every), "--checkpoint-every", "0",
+               str(steps), "--log-every", str(args.log_every), "--checkpoint-every", "0",
                "--no-progress", "--no-tensorboard", "--val-split", "", *train_flags]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         # cwd: the scratch folder, so `-m wsdeploy` imports the install, not a checkout here
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=out)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
             raise SystemExit(f"run failed ({shlex.join(cmd)}):\n{done.stderr[-2000:]}")
         entries = [json.loads(line) for line in Path(out, "train_log.jsonl").read_text().splitlines()]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return entries, cpu, cmd
+
+
+def one_run(python: str, data: str, train_flags: list[str], args: argparse.Namespace) -> dict:
+    entries, cpu, cmd = _train(python, data, train_flags, args, args.steps)
     times = [e["step_time_s"] for e in entries if "step_time_s" in e][args.skip:]
-    return {"step_time_s": statistics.median(times), "log_step_times_s": times,
-            "loadavg_1m": os.getloadavg()[0], "command": shlex.join(cmd)}
+    result = {"step_time_s": statistics.median(times), "log_step_times_s": times,
+              "loadavg_1m": os.getloadavg()[0], "command": shlex.join(cmd), "cpu_s": cpu}
+    if args.cpu_time:
+        _, short_cpu, short_cmd = _train(python, data, train_flags, args, args.short_steps)
+        result.update(cpu_s_per_step=(cpu - short_cpu) / (args.steps - args.short_steps), short_cpu_s=short_cpu,
+                      short_command=shlex.join(short_cmd))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, python in variants.items():
             result = one_run(python, args.data, train_flags, args)
             runs[name].append(result)
-            print(f"{name} repeat {repeat}: {result['step_time_s']:.4f} s/step (load {result['loadavg_1m']:.1f})", flush=True)
+            cpu = f", {result['cpu_s_per_step']:.4f} CPU-s/step" if args.cpu_time else ""
+            print(f"{name} repeat {repeat}: {result['step_time_s']:.4f} s/step{cpu} (load {result['loadavg_1m']:.1f})",
+                  flush=True)
     versions = {}
     for name, python in variants.items():
         where = subprocess.run([python, "-c", "import wsdeploy, torch; print(wsdeploy.__file__, torch.__version__)"],
@@ -88,13 +117,15 @@ def main(argv: list[str] | None = None) -> int:
         "threads_per_run": args.threads,
         "variants": versions,
         "median_step_time_s": {name: statistics.median(r["step_time_s"] for r in rs) for name, rs in runs.items()},
+        **({"median_cpu_s_per_step": {name: statistics.median(r["cpu_s_per_step"] for r in rs)
+                                      for name, rs in runs.items()}} if args.cpu_time else {}),
         "runs": runs,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.json).with_suffix(".json.tmp")
     tmp.write_text(json.dumps(out, indent=1) + "\n")
     tmp.replace(args.json)
-    print(json.dumps(out["median_step_time_s"]))
+    print(json.dumps({k: out[k] for k in ("median_step_time_s", "median_cpu_s_per_step") if k in out}))
     return 0
 
 
