@@ -11,7 +11,7 @@ import torch
 
 from wsdeploy.crf import BilateralKernel, CRFParams, bilateral_filter, dense_crf
 from wsdeploy.crf._grid import build_separable_gaussian
-from wsdeploy.crf._lattice import build_lattice
+from wsdeploy.crf._lattice import build_lattice, concat_lattices
 from wsdeploy.crf._operator import lattice_norm, make_operator
 from wsdeploy.crf._reference import exact_bilateral_filter, exact_dense_crf, exact_filter
 from wsdeploy.crf.kernel import pixel_features
@@ -96,27 +96,45 @@ def test_batch_lattice_is_the_block_diagonal_union_of_single_builds() -> None:
     feats = [pixel_features(torch.from_numpy(im), 23, 31, sigma_xy=6.0, sigma_rgb=15.0, device="cpu") for im in images]
     batch = build_lattice(torch.stack(feats))
     singles = [build_lattice(f) for f in feats]
-    n, m = 23 * 31, batch.num_vertices
-    assert m == sum(s.num_vertices for s in singles) and batch.num_pixels == 3 * n
-    vertex_off = pixel_off = entry_off = 0
-    for b, single in enumerate(singles):
-        rows = slice(b * n, (b + 1) * n)
-        assert torch.equal(batch.vertex[rows], single.vertex + vertex_off)
-        assert torch.equal(batch.weight[rows], single.weight)
-        entries = slice(entry_off, entry_off + single.splat_pixel.numel())
-        assert torch.equal(batch.splat_pixel[entries], single.splat_pixel + pixel_off)
-        assert torch.equal(batch.splat_weight[entries], single.splat_weight)
-        mb = single.num_vertices
-        assert torch.equal(batch.splat_crow[vertex_off:vertex_off + mb + 1], single.splat_crow[:mb + 1] + entry_off)
-        own = batch.neighbours[:, :, vertex_off:vertex_off + mb].long()
-        expected = single.neighbours[:, :, :mb].long()
-        assert torch.equal(torch.where(expected == mb, m, expected + vertex_off), own)  # absent: the padding vertex
-        vertex_off, pixel_off, entry_off = vertex_off + mb, pixel_off + n, entry_off + single.splat_pixel.numel()
+    assert batch.num_vertices == sum(s.num_vertices for s in singles) and batch.num_pixels == 3 * 23 * 31
+    joined = concat_lattices(singles)
+    for field in ("vertex", "weight", "splat_crow", "splat_pixel", "splat_weight", "neighbours"):
+        assert getattr(joined, field).dtype == getattr(batch, field).dtype, field
+        assert torch.equal(getattr(joined, field), getattr(batch, field)), field
+    # by hand for the second image: its vertices follow the first image's, its pixels too
+    m0, n = singles[0].num_vertices, 23 * 31
+    assert torch.equal(batch.vertex[n:2 * n], singles[1].vertex + m0)
+    assert torch.equal(batch.splat_weight[n * 6:2 * n * 6], singles[1].splat_weight)
     image = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
     values = torch.from_numpy(np.stack([_probs(4, 23, 31, seed) for seed in range(3)]))
     together = BilateralKernel(image, sigma_xy=6.0, sigma_rgb=15.0)(values)
     alone = torch.cat([BilateralKernel(image[b:b + 1], sigma_xy=6.0, sigma_rgb=15.0)(values[b:b + 1]) for b in range(3)])
     assert torch.equal(together, alone)
+
+
+def test_batch_kernel_falls_back_to_joined_single_builds(monkeypatch) -> None:
+    """When the batch's joint hash codes do not fit (build_lattice raises), the kernel builds
+    each image alone and joins them: the same filter, bit for bit."""
+    import wsdeploy.crf.kernel as kernel_module
+
+    image = torch.from_numpy(np.stack([_smooth_image(17, 19, seed) for seed in range(2)])).permute(0, 3, 1, 2)
+    values = torch.from_numpy(np.stack([_probs(3, 17, 19, seed) for seed in range(2)]))
+    expected = BilateralKernel(image, sigma_xy=5.0, sigma_rgb=20.0)(values)
+
+    def single_only(features: torch.Tensor):
+        if features.ndim == 3:
+            raise ValueError("feature range too large for the lattice hash")
+        return build_lattice(features)
+
+    monkeypatch.setattr(kernel_module, "build_lattice", single_only)
+    assert torch.equal(BilateralKernel(image, sigma_xy=5.0, sigma_rgb=20.0)(values), expected)
+
+    def never(features: torch.Tensor):
+        raise ValueError("feature range too large for the lattice hash")
+
+    monkeypatch.setattr(kernel_module, "build_lattice", never)
+    with pytest.raises(ValueError, match="feature range"):  # one image: nothing to fall back to
+        BilateralKernel(image[:1], sigma_xy=5.0, sigma_rgb=20.0)
 
 
 def test_lattice_ties_keep_pixel_order() -> None:

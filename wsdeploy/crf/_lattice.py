@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Lattice", "blur", "build_lattice"]
+__all__ = ["Lattice", "blur", "build_lattice", "concat_lattices"]
 
 logger = logging.getLogger(__name__)
 
@@ -255,6 +255,36 @@ def build_lattice(features: torch.Tensor) -> Lattice:
     splat_crow = torch.cat([vcount.new_zeros(1), torch.cumsum(vcount, 0)]).to(idx)
     logger.debug("lattice: %d pixels, d=%d, %d simplices, %d vertices", n, d, s_count, m)
     return Lattice(pixel_vertex, bary, splat_crow, splat_pixel, splat_weight, neighbours, d)
+
+
+def concat_lattices(lattices: list[Lattice]) -> Lattice:
+    """The block-diagonal union of lattices on disjoint pixel sets (image b's pixels after
+    image b-1's): what `build_lattice` of the stacked (B, N, d) features returns, entry for
+    entry, assembled from B single builds (for batches whose joint hash codes would not fit)."""
+    if not lattices or len({lat.dim for lat in lattices}) != 1:
+        raise ValueError("expected one or more lattices of the same dimension")
+    if len(lattices) == 1:
+        return lattices[0]
+    total_m = sum(lat.num_vertices for lat in lattices)
+    vertex, crow, neighbours, splat_pixel = [], [], [], []
+    m_off = n_off = e_off = 0
+    for lat in lattices:
+        m = lat.num_vertices
+        vertex.append(lat.vertex.long() + m_off)
+        crow.append(lat.splat_crow[:m].long() + e_off)  # the starts of its M rows
+        own = lat.neighbours[:, :, :m].long()
+        neighbours.append(torch.where(own == m, total_m, own + m_off))
+        splat_pixel.append(lat.splat_pixel.long() + n_off)
+        m_off, n_off, e_off = m_off + m, n_off + lat.num_pixels, e_off + int(lat.splat_pixel.numel())
+    d1 = lattices[0].dim + 1
+    idx = torch.int32 if n_off * d1 < 2**31 - 1 else torch.int64
+    crow.append(torch.tensor([e_off, e_off], device=crow[0].device))  # the last row's end; the empty padding row
+    pad = neighbours[0].new_full((d1, 2, 1), total_m)
+    return Lattice(
+        torch.cat(vertex).to(idx), torch.cat([lat.weight for lat in lattices]), torch.cat(crow).to(idx),
+        torch.cat(splat_pixel).to(idx), torch.cat([lat.splat_weight for lat in lattices]),
+        torch.cat([*neighbours, pad], 2).to(idx), lattices[0].dim,
+    )
 
 
 def blur(lattice: Lattice, grid: torch.Tensor, *, transpose: bool = False) -> torch.Tensor:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from wsdeploy.crf._lattice import build_lattice
+from wsdeploy.crf._lattice import build_lattice, concat_lattices
 from wsdeploy.crf._operator import LatticeOperator, lattice_norm, make_operator
 from wsdeploy.settings import real_number
 
@@ -106,7 +106,12 @@ class BilateralKernel:
                            sigma_rgb=self.sigma_rgb, device=self.device)
             for b in range(self.batch)
         ])  # (B, N, 5)
-        self.lattice = build_lattice(features)  # one lattice for the batch, B * N pixels
+        try:
+            self.lattice = build_lattice(features)  # one lattice for the batch, B * N pixels
+        except ValueError:  # the batch's joint hash codes do not fit in 53 bits: B builds, joined
+            if self.batch == 1:
+                raise
+            self.lattice = concat_lattices([build_lattice(f) for f in features])
         self._plain: LatticeOperator | None = None
         self._degree: torch.Tensor | None = None
 
