@@ -17,8 +17,9 @@ fraction of N on photographs), then of their vertices. A batch of B images is on
 B * N pixels whose codes lead with the image index, so no vertex is shared between images and
 the whole batch is filtered by one splat, blur and slice: the block-diagonal union of the B
 images' own lattices, vertex for vertex and entry for entry (the sorts are stable, so ties keep
-pixel order whatever the batch), which is what makes a batch build equal B single builds. `wsdeploy.crf._operator` turns the
-result into CSR matrices, so a call is two sparse-dense products plus d + 1 gathers.
+pixel order whatever the batch), which is what makes a batch build equal B single builds.
+`wsdeploy.crf._operator` turns the result into CSR matrices, so a call is two sparse-dense
+products plus d + 1 gathers.
 
 The numerical scheme (scale factors, rounding and tie-breaking, barycentric weights, blur
 kernel, alpha) is the one of Krähenbühl & Koltun's densecrf / pydensecrf, so the two agree
@@ -179,8 +180,9 @@ def build_lattice(features: torch.Tensor) -> Lattice:
     Pixels that fall in the same simplex share its d + 1 vertices, so the vertex hash runs on
     the distinct simplices only (a fraction of N on photographs), then maps back to pixels.
     """
-    if features.ndim not in (2, 3) or features.shape[-2] < 1 or (features.ndim == 3 and features.shape[0] < 1):
-        raise ValueError(f"expected features of shape (N >= 1, d) or (B >= 1, N >= 1, d), got {tuple(features.shape)}")
+    if features.ndim not in (2, 3) or min(features.shape[:-1]) < 1:
+        raise ValueError(
+            f"expected features of shape (N >= 1, d) or (B >= 1, N >= 1, d), got {tuple(features.shape)}")
     batch, per_image, d = (1, *features.shape) if features.ndim == 2 else features.shape
     n = batch * per_image
     d1 = d + 1
@@ -278,7 +280,7 @@ def concat_lattices(lattices: list[Lattice]) -> Lattice:
         m_off, n_off, e_off = m_off + m, n_off + lat.num_pixels, e_off + int(lat.splat_pixel.numel())
     d1 = lattices[0].dim + 1
     idx = torch.int32 if n_off * d1 < 2**31 - 1 else torch.int64
-    crow.append(torch.tensor([e_off, e_off], device=crow[0].device))  # the last row's end; the empty padding row
+    crow.append(torch.tensor([e_off, e_off], device=crow[0].device))  # last row's end, empty padding row
     pad = neighbours[0].new_full((d1, 2, 1), total_m)
     return Lattice(
         torch.cat(vertex).to(idx), torch.cat([lat.weight for lat in lattices]), torch.cat(crow).to(idx),
