@@ -263,7 +263,7 @@ def _onehot(labels: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B*N, C) row-major (a copy): the lattice operator's layout."""
+    """(B, C, H, W) -> (B*N, C) row-major, the lattice operator's layout (a copy, or a view when C = 1)."""
     b, c, h, w = x.shape
     return x.permute(0, 2, 3, 1).reshape(b * h * w, c)
 
