@@ -259,11 +259,17 @@ def run_stages(
             cams4[split] = out / f"cams_{split}_tags4x"
             wsdeploy(["cam", "--model", str(clf / "model.pt"), "--data", data4x, "--split", split,
                       "--out", str(cams4[split])], cams4[split] / "cams.json")
+        fg = json.loads((out / "sweep_train.json").read_text())["best"]["fg_threshold"]  # the original pick
+        val_json = out / "cam_val_tags4x.json"  # the 4x classifier's CAMs on val, at that threshold
+        val_cmd = wsdeploy(["cam", "--cams", str(cams4["val"]), "--data", data4x, "--split", "val", "--sweep",
+                            "--sweep-json", str(val_json), "--fg-thresholds", str(fg)], val_json)
+        results["runs"].append({"name": "cam (4x tags)", "stage": "cam", "split": "val",
+                                "miou": json.loads(val_json.read_text())["rows"][0]["cam_miou"],
+                                "note": "threshold picked on the original train split", "command": val_cmd})
         seeds4 = out / "seeds_tags4x"
         crf = ["--crf"] if picked.get("pseudo_used") == "cam+rw+crf" else []
         wsdeploy(["cam", "--cams", str(cams4["train"]), "--data", data4x, "--split", "train", "--seeds-out", str(seeds4),
-                  "--fg-threshold", str(json.loads((out / "sweep_train.json").read_text())["best"]["fg_threshold"]), *crf],
-                 seeds4 / "seeds.json")
+                  "--fg-threshold", str(fg), *crf], seeds4 / "seeds.json")
         rows, _ = chain(wsdeploy, tag="4x tags", data=data4x, out=out / "propagation_tags4x", classifier=clf / "model.pt",
                         cams_train=cams4["train"], cams_val=cams4["val"], seed_dirs={"seeds": seeds4},
                         args=tags4x_args(args), passthrough=passthrough, picked=picked, train_masks=False)
