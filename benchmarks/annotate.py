@@ -96,11 +96,12 @@ GRID = [{"cut_gamma": g, "cut_geodesic_weight": w} for g, w in ((50.0, 0.0), (50
      "cut_geodesic_colour": 1.0, "cut_components": 8, "cut_stroke_unary": 1.0, "cut_stroke_floor": f}
     for f in (-15.0, -13.0)]
 # what a candidate does not name stays at the first round's settings, whatever annotate's defaults
-GRID_BASE = {"cut_size": 160, "cut_geodesic_likelihood": 0.0}
+GRID_BASE = {"cut_size": 160, "cut_geodesic_likelihood": 0.0, "cut_components": 5}
 NETWORK_WEIGHTS = (1.0, 5.0)
 # the graph cut under the network's unary, as measured (the network row does not read cut_*;
 # pinned so that a change of annotate's defaults does not re-run the 6-s-per-photo network rows)
-NETWORK_CUT = {"cut_size": 160, "cut_gamma": 50.0, "cut_geodesic_weight": 5.0, "cut_geodesic_likelihood": 0.0}
+NETWORK_CUT = {"cut_size": 160, "cut_gamma": 50.0, "cut_geodesic_weight": 5.0, "cut_geodesic_likelihood": 0.0,
+               "cut_components": 5}
 # fields added to AnnotateConfig after rows were stored: the value that runs the code those rows
 # ran (a row without the field ran with it off, whatever its default is now)
 ADDED_OFF = {"cut_geodesic_likelihood": 0.0, "cut_stroke_unary": 0.0}

@@ -3,16 +3,18 @@ posterior with a floored likelihood, the energy still monotone, the warm start s
 run, and clear errors on bad settings."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 pytest.importorskip("maxflow")
 
-from wsdeploy.training import AnnotateConfig, annotate  # noqa: E402
-from wsdeploy.training.annotate.graphcut import _stroke_unary  # noqa: E402
-from wsdeploy.training.annotate.mixture import fit_mixtures, log_likelihood  # noqa: E402
+from wsdeploy.training import AnnotateConfig, annotate
+from wsdeploy.training.annotate.graphcut import _stroke_unary
+from wsdeploy.training.annotate.mixture import fit_mixtures, log_likelihood
 
-from tests.training.test_annotate_graphcut import disc_scene  # noqa: E402
+from tests.training.test_annotate_graphcut import disc_scene
 
 
 def test_stroke_unary_is_log_k_on_a_colour_no_stroke_shows_and_trusts_a_stroked_one():
@@ -41,7 +43,7 @@ def test_stroke_unary_keeps_the_energy_monotone_and_the_strokes():
                                                                                  cut_stroke_floor=-15.0)):
         result = annotate(image, scribbles, config=cfg)
         energies = result.state.energies
-        assert all(b <= a for a, b in zip(energies, energies[1:]))
+        assert all(b <= a for a, b in itertools.pairwise(energies))
         assert (result.labels == truth).mean() > 0.9
         labelled = scribbles != 255
         np.testing.assert_array_equal(result.labels[labelled], scribbles[labelled])
