@@ -5,14 +5,14 @@ before, it built and applied B lattices in a loop, which is what `BilateralKerne
 for each b still does. The batch lattice can be built jointly (`build_lattice` of the stacked
 features: hash codes that lead with the image index) or image by image and joined
 (`concat_lattices`); all of them give the same numbers bit for bit (tests/wsdeploy/test_crf.py),
-so this measures only the cost (the kernel builds jointly and joins single builds only when the
-joint hash codes would overflow; the joint build was the faster at every size measured):
-CPU seconds (`time.process_time`, so other jobs on a shared machine move it less than wall
-time) of the joint build, the loop of builds, the kernel's own build, and one application to
-(B, K, H, W) values, batch vs loop; the variants interleaved, median of `--repeats` after one
-warm-up each. Inputs: smooth random images with blocks of colour, as `loss_speed.py` makes them.
+so this measures only the cost, which set the kernel's choice on CPU (joint up to 64k pixels,
+joined single builds beyond, where they were the faster by 10-23%): CPU seconds (`time.process_time`, so
+other jobs on a shared machine move it less than wall time) of the joint build, the B builds
+joined, the loop of builds, the kernel's own build, and one application to (B, K, H, W) values,
+batch vs loop; the variants interleaved, median of `--repeats` after one warm-up each. Inputs:
+smooth random images with blocks of colour, as `loss_speed.py` makes them.
 
-    python benchmarks/kernel_batch.py --threads 1    # the scribble table's losses: B=8, K=10, 64 and 128 px
+    python benchmarks/kernel_batch.py --threads 1    # B=8, K=10 as the scribble table's losses
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import torch
 
 from wsdeploy.atomic import atomic_write_text
 from wsdeploy.crf import BilateralKernel
-from wsdeploy.crf._lattice import build_lattice
+from wsdeploy.crf._lattice import build_lattice, concat_lattices
 from wsdeploy.crf.kernel import pixel_features
 from wsdeploy.environment import library_versions, machine_info
 
@@ -59,14 +59,19 @@ def measure(images: torch.Tensor, values: torch.Tensor, *, sigma_xy: float, sigm
     def build_joint() -> None:  # one build_lattice over the B * N pixels
         build_lattice(features)
 
+    def build_joined() -> None:  # B builds joined into the same lattice (the overflow fallback)
+        concat_lattices([build_lattice(f) for f in features])
+
     batch, loop = build_batch(), build_loop()
     if not torch.equal(batch(values), torch.cat([k(values[i:i + 1]) for i, k in enumerate(loop)])):
         raise SystemExit("the batch lattice and the single-image lattices disagree")  # the tests say they cannot
     times: dict[str, list[float]] = {
-        k: [] for k in ("build_joint", "build_batch", "build_loop", "apply_batch", "apply_loop")}
+        k: [] for k in ("build_joint", "build_joined", "build_batch", "build_loop", "apply_batch", "apply_loop")}
     build_joint()
+    build_joined()
     for _ in range(repeats):
         times["build_joint"].append(_cpu(build_joint))
+        times["build_joined"].append(_cpu(build_joined))
         times["build_batch"].append(_cpu(build_batch))
         times["build_loop"].append(_cpu(build_loop))
         times["apply_batch"].append(_cpu(lambda: batch(values)))
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"size": size, "sigma_xy": sigma_xy, **row})
         m = row["median_cpu_s"]
         print(f"{size}px: build {m['build_loop'] * 1e3:.1f} -> {m['build_batch'] * 1e3:.1f} ms "
-              f"(joint {m['build_joint'] * 1e3:.1f}), "
+              f"(joint {m['build_joint'] * 1e3:.1f}, joined singles {m['build_joined'] * 1e3:.1f}), "
               f"apply {m['apply_loop'] * 1e3:.2f} -> {m['apply_batch'] * 1e3:.2f} ms (loop -> batch)", flush=True)
     record = {
         "benchmark": "kernel_batch", "batch": args.batch, "channels": args.channels, "sigma_rgb": args.sigma_rgb,

@@ -24,7 +24,7 @@ def test_kernel_batch_writes_every_variant(tmp_path):
     record = json.loads(out.read_text())
     assert [r["size"] for r in record["results"]] == [12, 16]
     for row in record["results"]:
-        assert set(row["median_cpu_s"]) == {"build_joint", "build_batch", "build_loop", "apply_batch", "apply_loop"}
+        assert set(row["median_cpu_s"]) == {"build_joint", "build_joined", "build_batch", "build_loop", "apply_batch", "apply_loop"}
         assert all(len(v) == 2 and min(v) >= 0 for v in row["cpu_s"].values())
         assert row["vertices"] > 0
     assert record["command"].startswith("python benchmarks/kernel_batch.py --batch 2")

@@ -137,6 +137,22 @@ def test_batch_kernel_falls_back_to_joined_single_builds(monkeypatch) -> None:
         BilateralKernel(image[:1], sigma_xy=5.0, sigma_rgb=20.0)
 
 
+def test_large_cpu_batch_joins_single_builds_with_the_same_filter() -> None:
+    """Past 64k pixels the CPU kernel joins single-image builds (faster there) instead of the
+    joint build: the same lattice, so the same filter bit for bit."""
+    image = torch.from_numpy(np.stack([_smooth_image(190, 180, seed) for seed in range(2)])).permute(0, 3, 1, 2)
+    assert 2 * 190 * 180 > 1 << 16
+    values = torch.from_numpy(np.stack([_probs(2, 190, 180, seed) for seed in range(2)]))
+    kernel = BilateralKernel(image, sigma_xy=20.0, sigma_rgb=20.0)
+    pixels = image.permute(0, 2, 3, 1)
+    feats = torch.stack([pixel_features(pixels[b], 190, 180, sigma_xy=20.0, sigma_rgb=20.0, device="cpu") for b in range(2)])
+    joint = build_lattice(feats)
+    for field in ("vertex", "splat_crow", "splat_pixel", "splat_weight", "neighbours"):
+        assert torch.equal(getattr(kernel.lattice, field), getattr(joint, field)), field
+    alone = torch.cat([BilateralKernel(image[b:b + 1], sigma_xy=20.0, sigma_rgb=20.0)(values[b:b + 1]) for b in range(2)])
+    assert torch.equal(kernel(values), alone)
+
+
 def test_lattice_ties_keep_pixel_order() -> None:
     """Pixels of one simplex are splatted in pixel order (stable sorts), so the summation order,
     and with it every rounding, does not depend on the sort algorithm or the array's length."""

@@ -268,24 +268,24 @@ def concat_lattices(lattices: list[Lattice]) -> Lattice:
     if len(lattices) == 1:
         return lattices[0]
     total_m = sum(lat.num_vertices for lat in lattices)
+    total_n = sum(lat.num_pixels for lat in lattices)
+    d1 = lattices[0].dim + 1
+    idx = torch.int32 if total_n * d1 < 2**31 - 1 else torch.int64  # as build_lattice picks it
     vertex, crow, neighbours, splat_pixel = [], [], [], []
     m_off = n_off = e_off = 0
     for lat in lattices:
         m = lat.num_vertices
-        vertex.append(lat.vertex.long() + m_off)
-        crow.append(lat.splat_crow[:m].long() + e_off)  # the starts of its M rows
-        own = lat.neighbours[:, :, :m].long()
+        vertex.append(lat.vertex.to(idx) + m_off)
+        crow.append(lat.splat_crow[:m].to(idx) + e_off)  # the starts of its M rows
+        own = lat.neighbours[:, :, :m].to(idx)
         neighbours.append(torch.where(own == m, total_m, own + m_off))
-        splat_pixel.append(lat.splat_pixel.long() + n_off)
+        splat_pixel.append(lat.splat_pixel.to(idx) + n_off)
         m_off, n_off, e_off = m_off + m, n_off + lat.num_pixels, e_off + int(lat.splat_pixel.numel())
-    d1 = lattices[0].dim + 1
-    idx = torch.int32 if n_off * d1 < 2**31 - 1 else torch.int64
-    crow.append(torch.tensor([e_off, e_off], device=crow[0].device))  # last row's end, empty padding row
+    crow.append(torch.tensor([e_off, e_off], device=crow[0].device, dtype=idx))  # last row's end, empty padding row
     pad = neighbours[0].new_full((d1, 2, 1), total_m)
     return Lattice(
-        torch.cat(vertex).to(idx), torch.cat([lat.weight for lat in lattices]), torch.cat(crow).to(idx),
-        torch.cat(splat_pixel).to(idx), torch.cat([lat.splat_weight for lat in lattices]),
-        torch.cat([*neighbours, pad], 2).to(idx), lattices[0].dim,
+        torch.cat(vertex), torch.cat([lat.weight for lat in lattices]), torch.cat(crow), torch.cat(splat_pixel),
+        torch.cat([lat.splat_weight for lat in lattices]), torch.cat([*neighbours, pad], 2), lattices[0].dim,
     )
 
 

@@ -61,6 +61,9 @@ def pixel_features(
     return torch.stack(cols, 1)
 
 
+_JOINT_BUILD_PIXELS = 1 << 16  # CPU batches up to this many pixels build one joint lattice
+
+
 class _ApplyOperator(torch.autograd.Function):
     """Apply a fixed LatticeOperator to (N, C) values; the backward applies its exact adjoint
     (the lattice is not exactly symmetric, up to 31 % on tiny images, so re-applying the
@@ -106,14 +109,21 @@ class BilateralKernel:
                            sigma_rgb=self.sigma_rgb, device=self.device)
             for b in range(self.batch)
         ])  # (B, N, 5)
-        # One lattice for the batch (B * N pixels): built jointly, or, when the joint hash codes
-        # would not fit in 53 bits, image by image and joined (the same lattice, entry for entry).
-        # Joint is the faster of the two at every size measured on CPU (kernel_batch.json).
-        try:
-            self.lattice = build_lattice(features)
-        except ValueError:
-            if self.batch == 1:
-                raise
+        # One lattice for the batch (B * N pixels), built jointly or image by image and joined:
+        # the same lattice entry for entry, so the choice is only about speed. On CPU the joint
+        # build wins up to ~64k pixels (8 x 64^2: 16% faster) and the joined single builds
+        # beyond (8 x 128^2: 23% faster), where the joint sorts and searches over B * N grow
+        # faster (benchmarks/results/kernel_batch.json); on a GPU one build saves B rounds of
+        # kernel launches. Joined also when the joint hash codes would not fit in 53 bits.
+        self.lattice = None
+        joint = self.device.type != "cpu" or self.batch * self.height * self.width <= _JOINT_BUILD_PIXELS
+        if self.batch == 1 or joint:
+            try:
+                self.lattice = build_lattice(features)
+            except ValueError:
+                if self.batch == 1:
+                    raise
+        if self.lattice is None:
             self.lattice = concat_lattices([build_lattice(f) for f in features])
         self._plain: LatticeOperator | None = None
         self._degree: torch.Tensor | None = None
