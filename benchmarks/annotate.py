@@ -70,6 +70,9 @@ DENSECRF = "pydensecrf, unary from scribbles (10 iterations)"
 # second round) one lever of OpenCV's GrabCut at a time from the default (100, 5): a finer working
 # grid (cut_size 240, 320), GrabCut's own first background model on every unlabelled pixel at its
 # gamma 50 (cut_init="background"), refits and cuts at the photo's own size (cut_full_iterations)
+# the third round's default, which rounds 4-6 start from
+THIRD_ROUND_DEFAULT = {"cut_gamma": 100.0, "cut_geodesic_weight": 10.0, "cut_size": 240,
+                       "cut_geodesic_likelihood": 100.0, "cut_geodesic_colour": 1.0}
 GRID = [{"cut_gamma": g, "cut_geodesic_weight": w} for g, w in ((50.0, 0.0), (50.0, 5.0), (50.0, 10.0), (50.0, 20.0),
                                                                    (100.0, 5.0), (100.0, 20.0))] + [
     {"cut_gamma": g, "cut_geodesic_weight": 5.0, **extra} for g, extra in (
@@ -82,18 +85,15 @@ GRID = [{"cut_gamma": g, "cut_geodesic_weight": w} for g, w in ((50.0, 0.0), (50
                                                  (5.0, 300.0, 1.0), (10.0, 100.0, 1.0))] + [
     # fourth round (issue 15, the dense gap): Gaussians per class of the colour models, 3 or 8
     # against the default's 5, from the third-round default
-    {"cut_gamma": 100.0, "cut_geodesic_weight": 10.0, "cut_size": 240, "cut_geodesic_likelihood": 100.0,
-     "cut_geodesic_colour": 1.0, "cut_components": m} for m in (8, 3)] + [
+    {**THIRD_ROUND_DEFAULT, "cut_components": m} for m in (8, 3)] + [
     # fifth round (issue 15, the dense gap is GC-12's 69020, where the colour refits drift until
     # both models are alike): the strokes' own colour posterior as a fixed unary (weight w) with
     # each class's likelihood floored at e^f, from the third-round default; f = -40 is no floor
-    {"cut_gamma": 100.0, "cut_geodesic_weight": 10.0, "cut_size": 240, "cut_geodesic_likelihood": 100.0,
-     "cut_geodesic_colour": 1.0, "cut_stroke_unary": w, "cut_stroke_floor": f}
+    {**THIRD_ROUND_DEFAULT, "cut_stroke_unary": w, "cut_stroke_floor": f}
     for w, f in ((1.0, -13.0), (1.0, -15.0), (2.0, -13.0), (0.5, -13.0), (1.0, -40.0))] + [
     # sixth round: the fifth round's two best stroke terms with 8 Gaussians per class (the
     # fourth round's pick, whose 2.3-2.5 CPU-s maxima were the process's first call)
-    {"cut_gamma": 100.0, "cut_geodesic_weight": 10.0, "cut_size": 240, "cut_geodesic_likelihood": 100.0,
-     "cut_geodesic_colour": 1.0, "cut_components": 8, "cut_stroke_unary": 1.0, "cut_stroke_floor": f}
+    {**THIRD_ROUND_DEFAULT, "cut_components": 8, "cut_stroke_unary": 1.0, "cut_stroke_floor": f}
     for f in (-15.0, -13.0)]
 # what a candidate does not name stays at the first round's settings, whatever annotate's defaults
 GRID_BASE = {"cut_size": 160, "cut_geodesic_likelihood": 0.0, "cut_components": 5}
