@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s]
     except ValueError:
-        parser.error(f"--sizes expects a comma list of integers, got {args.sizes!r}")
+        sizes = []
+    if not sizes or min(sizes) < 2:
+        parser.error(f"--sizes expects a comma list of integers >= 2, got {args.sizes!r}")
     torch.set_num_threads(args.threads)
     results = []
     for size in sizes:

@@ -31,8 +31,10 @@ def test_kernel_batch_writes_every_variant(tmp_path):
     assert record["threads"] == 1 and "torch" in record["versions"]
 
 
-def test_kernel_batch_rejects_bad_sizes(tmp_path, capsys):
+@pytest.mark.parametrize("sizes", ["64,big", "", "0"])
+def test_kernel_batch_rejects_bad_sizes(tmp_path, capsys, sizes):
     bench = _load("kernel_batch")
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(["--sizes", "64,big", "--out", str(tmp_path / "x.json")])
-    assert exit_info.value.code == 2 and "--sizes expects a comma list of integers" in capsys.readouterr().err
+        bench.main(["--sizes", sizes, "--out", str(tmp_path / "x.json")])
+    assert exit_info.value.code == 2 and "--sizes expects a comma list of integers >= 2" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
