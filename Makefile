@@ -12,7 +12,7 @@ TORCH ?= torch==2.13.0
 PYTEST_ARGS ?= -q -n auto --maxprocesses 8 --dist loadfile
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv clean scribble-table camvid-table
+.PHONY: demo test venv clean scribble-table scribble-table-short camvid-table
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,16 +54,29 @@ TABLE_DATA_SHA256 ?= 6943b7d3e1d5f19c7a7f6d6843ee5c049c9d8d2f31b44393aa7d59b63df
 SEEDS ?= 0,1,2
 RUNS ?= full,pce,pce+crf,pce+entropy,pce+crf+entropy,pce+adm
 PARALLEL ?= 2
-TABLE_FLAGS := --model deeplabv3plus_resnet18 --width 16 --crop-size 128 --scale-min 1.0 --scale-max 1.0 \
-	--optimizer adamw --lr 3e-3 --weight-decay 1e-4 --steps 3000 --batch-size 8 --workers 0 --log-every 50 \
-	--checkpoint-every 0 --no-tensorboard --regularizers-from-step 1000 --crf-sigma-xy 25 --ncut-sigma-xy 25 \
+TABLE_STEPS ?= 3000
+TABLE_SWITCH_ON ?= 1000
+TABLE_OUT ?= runs/scribble_table
+TABLE_JSON ?= benchmarks/results/scribble_table.json
+TABLE_FLAGS = --model deeplabv3plus_resnet18 --width 16 --crop-size 128 --scale-min 1.0 --scale-max 1.0 \
+	--optimizer adamw --lr 3e-3 --weight-decay 1e-4 --steps $(TABLE_STEPS) --batch-size 8 --workers 0 --log-every 50 \
+	--checkpoint-every 0 --no-tensorboard --regularizers-from-step $(TABLE_SWITCH_ON) --crf-sigma-xy 25 --ncut-sigma-xy 25 \
 	--crf-sigma-rgb 30 --crf-weight 1.0 --potts-sigma-rgb 30 --ncut-sigma-rgb 30
 scribble-table: $(VENV)/.train-installed
 	test -f $(TABLE_DATA)/dataset.json || OMP_NUM_THREADS=1 $(BIN)/wsdeploy make-dataset $(TABLE_DATA) \
 	    --num-images 800 --size 128 --seed 1 --no-progress
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python benchmarks/scribble_table.py --data $(TABLE_DATA) \
-	    --dataset-sha256 $(TABLE_DATA_SHA256) --out-dir runs/scribble_table --json benchmarks/results/scribble_table.json \
+	    --dataset-sha256 $(TABLE_DATA_SHA256) --out-dir $(TABLE_OUT) --json $(TABLE_JSON) \
 	    --runs $(RUNS) --seeds $(SEEDS) --parallel $(PARALLEL) --threads 1 -- $(TABLE_FLAGS)
+
+# The same table on the short schedule (issue 20: "each run <= ~10 minutes at 1 thread"): 1200
+# steps with the regularizers from step 400, the full schedule's 3000 / 1000 scaled by 0.4, and
+# nothing else changed; SHORT_RUNS rows x SEEDS (4 x 3 runs of 5-9 minutes, about 50 minutes
+# two at a time).
+SHORT_RUNS ?= full,pce,pce+crf,pce+adm
+scribble-table-short:
+	$(MAKE) scribble-table TABLE_STEPS=1200 TABLE_SWITCH_ON=400 TABLE_OUT=runs/scribble_table_short \
+	    TABLE_JSON=benchmarks/results/scribble_table_short.json RUNS=$(SHORT_RUNS)
 
 # The CamVid table (README, "The scribble table on CamVid") from a fresh clone with ../shared
 # beside it: the data links and splits, the weight tuning on splits/tune.txt, then every row for

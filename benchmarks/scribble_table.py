@@ -149,11 +149,14 @@ def run_command(name: str, seed: int, data: str, out_dir: Path, passthrough: lis
 def markdown(results: dict) -> str:
     """The README's table from a results JSON: each row's seed mean +- sample std, every seed's
     value, its share of full supervision's mean and, for a regularizer, its gain over pCE with
-    the issue-20 verdict (helps only if the gain exceeds twice the larger seed spread)."""
+    the issue-20 verdict (helps only if the gain exceeds twice the larger seed spread); when runs
+    recorded their cost, a last column gives the slowest seed's wall-clock / CPU minutes."""
     rows = {r["name"]: r for r in results["runs"]}
     full = rows.get("full", {}).get("miou")
-    lines = ["| run | val mIoU, mean +- std | seeds | % of full | vs pCE (points) | helps? |",
-             "|---|---|---|---|---|---|"]
+    timed = any(r.get("cpu_s_max") is not None for r in rows.values())  # runs that recorded their cost
+    lines = ["| run | val mIoU, mean +- std | seeds | % of full | vs pCE (points) | helps? |"
+             + (" minutes per run, slowest seed (wall / CPU) |" if timed else ""),
+             "|---|---|---|---|---|---|" + ("---|" if timed else "")]
     for name, r in rows.items():
         std = "" if r.get("miou_std") is None else f" +- {100 * r['miou_std']:.1f}"
         seeds = ", ".join(f"{100 * v:.1f}" for v in r.get("miou_per_seed", {"0": r["miou"]}).values())
@@ -167,14 +170,21 @@ def markdown(results: dict) -> str:
             gain_text = f"{100 * gain['gain']:+.1f}"
             threshold = "" if gain["threshold"] is None else f" (needs > {100 * gain['threshold']:.1f})"
             verdict = {True: "yes", False: "not shown", None: "no spread (one seed)"}[gain["helps"]] + threshold
-        lines.append(f"| {name} | **{100 * r['miou']:.1f}**{std} | {seeds} | {share} | {gain_text} | {verdict} |")
+        cost = ""
+        if timed and r.get("cpu_s_max") is not None:
+            cost = f" {r['wall_s_max'] / 60:.1f} / {r['cpu_s_max'] / 60:.1f} |"
+        elif timed:
+            cost = "  |"
+        lines.append(f"| {name} | **{100 * r['miou']:.1f}**{std} | {seeds} | {share} | {gain_text} | {verdict} |{cost}")
     return "\n".join(lines)
 
 
 def seed_row(name: str, per_seed: list[dict], seeds: list[int]) -> dict:
     """One table row from its runs (one per seed, in `seeds` order): the first run's fields plus
     `miou` (mean over seeds), `miou_std` (sample standard deviation, None for one seed),
-    `miou_range` (max - min), `miou_per_seed` and `runs_per_seed` (each run's own record)."""
+    `miou_range` (max - min), `miou_per_seed`, `runs_per_seed` (each run's own record), and
+    `wall_s_max` / `cpu_s_max`, the slowest seed's wall-clock and CPU seconds (None unless every
+    run recorded them)."""
     values = [r["miou"] for r in per_seed]
     row = dict(per_seed[0], name=name)
     row["miou"] = statistics.mean(values)
@@ -182,6 +192,9 @@ def seed_row(name: str, per_seed: list[dict], seeds: list[int]) -> dict:
     row["miou_range"] = max(values) - min(values)
     row["miou_per_seed"] = {str(seed): v for seed, v in zip(seeds, values)}
     row["runs_per_seed"] = {str(seed): r for seed, r in zip(seeds, per_seed)}
+    costs = {key: [r.get(key) for r in per_seed] for key in ("wall_s", "cpu_s")}
+    for key, per in costs.items():  # the slowest seed's cost; None unless every run recorded it
+        row[key + "_max"] = None if None in per else max(per)
     also = f"  (also --seed {', '.join(map(str, seeds[1:]))})" if len(seeds) > 1 else ""
     row["command"] = per_seed[0]["command"] + also
     return row
@@ -233,18 +246,35 @@ def run_jobs(
             "env": {k: v for k, v in env.items() if k in KERNEL_ENV},
             "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "wsdeploy", *cmd[1:]], check=True, env=env)
+        record.update(train_timed([sys.executable, "-m", "wsdeploy", *cmd[1:]], env=env))
         atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2))
         run = summarise_run(name, out, text)
-        run["wall_s"] = round(time.perf_counter() - t0, 1)
         run["threads"] = threads
-        print(f"[{name} seed {seed}] val mIoU {run['miou']:.4f}  ({run['wall_s']:.0f} s)", flush=True)
+        print(f"[{name} seed {seed}] val mIoU {run['miou']:.4f}  ({record['wall_s']:.0f} s wall, "
+              f"{record['cpu_s']:.0f} CPU-s)", flush=True)
         return run
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         rows = list(pool.map(one, jobs))
     return {(job[0], job[1]): row for job, row in zip(jobs, rows)}
+
+
+def train_timed(argv: list[str], *, env: dict[str, str]) -> dict[str, float]:
+    """Run one training process to its end and return its cost: `wall_s` (seconds from start to
+    exit) and `cpu_s` (the process's own user + system CPU seconds, from `os.wait4`, so runs
+    trained side by side each count only their own). Raises `CalledProcessError` if it fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, argv)
+    return {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
 
 
 def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -296,6 +326,8 @@ def summarise_run(name: str, out: Path, command: str) -> dict:
     card, _ = read_checkpoint(out / "model.pt")
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     step_times = [e["step_time_s"] for e in log if "step_time_s" in e]
+    record = out / RUN_RECORD
+    trained_at = json.loads(record.read_text()) if record.is_file() else None
     return {
         "name": name,
         "miou": card.evaluation.get("miou"),
@@ -304,7 +336,10 @@ def summarise_run(name: str, out: Path, command: str) -> dict:
         "steps": card.training.get("steps"),
         "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "command": command,
-        "trained_at": json.loads(record.read_text()) if (record := out / RUN_RECORD).is_file() else None,
+        "trained_at": trained_at,
+        # the run's own cost, recorded when it trained (None for runs from before the record kept it)
+        "wall_s": (trained_at or {}).get("wall_s"),
+        "cpu_s": (trained_at or {}).get("cpu_s"),
     }
 
 

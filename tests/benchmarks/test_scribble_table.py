@@ -60,3 +60,28 @@ def test_only_the_adm_row_gets_the_proposal_flags_and_they_parse(table):
     assert crf_out == Path("runs/t/pce_crf") and not any(c.startswith("--adm") for c in crf)
     parsed = build_parser("train").parse_args(adm[1:])
     assert (parsed.adm_crf_weight, parsed.adm_sigma_rgb, parsed.adm_sigma_xy) == (16.0, 30.0, 25.0)
+
+
+def test_markdown_shows_the_slowest_seeds_minutes_only_when_runs_recorded_them(table):
+    timed = [dict(_run("pce", v), wall_s=w, cpu_s=c) for v, w, c in ((0.40, 600, 540), (0.42, 720, 660))]
+    pce = table.seed_row("pce", timed, [0, 1])
+    assert (pce["wall_s_max"], pce["cpu_s_max"]) == (720, 660)
+    full = table.seed_row("full", [_run("full", 0.5), dict(_run("full", 0.5), wall_s=1, cpu_s=1)], [0, 1])
+    assert full["cpu_s_max"] is None  # one seed lacks its cost: no maximum to claim
+    lines = table.markdown({"runs": [full, pce], "gains": {}}).splitlines()
+    assert lines[0].endswith("| minutes per run, slowest seed (wall / CPU) |")
+    assert lines[3].endswith("| 12.0 / 11.0 |") and lines[2].endswith("|  |")
+    untimed = table.markdown({"runs": [table.seed_row("pce", [_run("pce", 0.4)], [0])], "gains": {}})
+    assert "minutes" not in untimed
+
+
+def test_train_timed_reports_the_childs_own_cpu_seconds_and_raises_on_failure(table):
+    import os
+    import subprocess
+    import sys
+
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    cost = table.train_timed([sys.executable, "-c", spin], env=dict(os.environ))
+    assert cost["cpu_s"] >= 0.3 and cost["wall_s"] >= cost["cpu_s"] - 0.05
+    with pytest.raises(subprocess.CalledProcessError):
+        table.train_timed([sys.executable, "-c", "raise SystemExit(3)"], env=dict(os.environ))
