@@ -1,0 +1,40 @@
+"""benchmarks/imagelevel_gating.py's arithmetic on hand-made probabilities (nothing trained)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.benchmarks.test_records import _load
+
+
+@pytest.fixture(scope="module")
+def gating():
+    return _load("imagelevel_gating")
+
+
+def test_tag_quality_counts_hits_misses_and_exact_sets(gating):
+    probs = torch.tensor([[0.9, 0.6, 0.1], [0.2, 0.7, 0.4]])
+    tags = torch.tensor([[True, False, False], [False, True, True]])
+    q = gating.tag_quality(probs, tags, ["a", "b", "c"])
+    # predicted {a, b} and {b}: tp 2 (a, b), fp 1 (b in image 0), fn 1 (c in image 1)
+    assert (q["precision"], q["recall"], q["f1"]) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
+    assert q["exact_set"] == 0.0 and q["per_class"]["a"]["f1"] == 1.0 and q["per_class"]["c"]["recall"] == 0.0
+
+
+def test_gates_restrict_or_reweight_the_segmenters_classes(gating):
+    # one 1x2 image whose truth is class 0 on both pixels; the segmenter prefers class 1 on both
+    seg = [torch.tensor([[[0.40, 0.45]], [[0.60, 0.55]]])]  # (K=2, H=1, W=2) softmax
+    labels = [np.zeros((1, 2), dtype=np.uint8)]
+    tags = torch.tensor([[True, False]])
+    cls = torch.tensor([[0.9, 0.55]])  # class 1 wrongly predicted present: the hard gate keeps it
+    s = gating.gate_scores(seg, labels, tags, cls, [0.5, 1.0], k=2)
+    assert s["all"] == 0.0 and s["true_tags"] == 1.0 and s["hard"] == 0.0
+    # soft, a = 1: 0.40 * 0.9 = 0.36 > 0.60 * 0.55 = 0.33 and 0.405 > 0.3025: both pixels class 0
+    assert s["soft_1"] == 1.0
+    # a = 0.5: 0.40 * 0.949 = 0.380 < 0.60 * 0.742 = 0.445, 0.427 > 0.408: class 0 IoU 1/2, class 1 0/1
+    assert s["soft_0.5"] == pytest.approx(0.25)
+
+
+def test_named_paths_keeps_names_and_numbers_bare_paths(gating):
+    assert gating.named_paths("sec=a/model.pt,b.pt", "seg") == {"sec": "a/model.pt", "seg1": "b.pt"}
