@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
+from scipy.special import logsumexp
 
 from wsdeploy.training.annotate.config import AnnotateConfig
 from wsdeploy.training.annotate.geodesic import Coarse, coarse_distances, geodesic_prior, stroke_pixels, upsample
@@ -287,8 +288,7 @@ def _stroke_unary(ll: np.ndarray, floor: float) -> np.ndarray:
     from the strokes' log-likelihoods ll (K, H, W): (K, H, W) float64 >= 0, near log K at a
     colour no stroke shows (every p_c << e^floor)."""
     ll = np.logaddexp(ll, floor)
-    top = ll.max(0, keepdims=True)
-    return np.log(np.exp(ll - top).sum(0, keepdims=True)) + top - ll
+    return logsumexp(ll, axis=0, keepdims=True) - ll
 
 
 def _posterior(unary: np.ndarray) -> np.ndarray:
