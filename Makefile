@@ -71,8 +71,8 @@ scribble-table: $(VENV)/.train-installed
 
 # The same table on the short schedule (issue 20: "each run <= ~10 minutes at 1 thread"): 1200
 # steps with the regularizers from step 400, the full schedule's 3000 / 1000 scaled by 0.4, and
-# nothing else changed; SHORT_RUNS rows x SEEDS (4 x 3 runs of 5-9 minutes, about 50 minutes
-# two at a time).
+# nothing else changed; SHORT_RUNS rows x SEEDS (4 x 3 runs of 6-9 minutes, 47 minutes two at a
+# time on the 2-core machine; README, "The short schedule").
 SHORT_RUNS ?= full,pce,pce+crf,pce+adm
 scribble-table-short:
 	$(MAKE) scribble-table TABLE_STEPS=1200 TABLE_SWITCH_ON=400 TABLE_OUT=runs/scribble_table_short \
