@@ -38,3 +38,14 @@ def test_gates_restrict_or_reweight_the_segmenters_classes(gating):
 
 def test_named_paths_keeps_names_and_numbers_bare_paths(gating):
     assert gating.named_paths("sec=a/model.pt,b.pt", "seg") == {"sec": "a/model.pt", "seg1": "b.pt"}
+
+
+def test_cam_labels_take_the_argmax_over_the_allowed_classes_only():
+    segmenter = _load("imagelevel_cam_segmenter")
+    cams = torch.tensor([[[[4.0, 1.0]], [[2.0, 2.0]], [[9.0, 9.0]]]])  # (1, K=3, 1, 2)
+    # classes 0 and 1 allowed; normalised per class: c0 (1, .25), c1 (1, 1); class 2 is excluded
+    labels = segmenter.cam_labels(cams, torch.tensor([[True, True, False]]))
+    assert labels.tolist() == [[0, 1]]
+    # one allowed class with an all-zero CAM still labels every pixel with it
+    zero = segmenter.cam_labels(torch.zeros(1, 3, 1, 2), torch.tensor([[False, False, True]]))
+    assert zero.tolist() == [[2, 2]]
