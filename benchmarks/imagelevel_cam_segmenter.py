@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 import torch
-from imagelevel_gating import named_paths, tag_quality
+from imagelevel_gating import named_paths, predicted_tags, tag_quality
 from scribble_table import results_header
 
 from wsdeploy.atomic import atomic_write_text
@@ -64,9 +64,7 @@ def main() -> int:
                 cams = multiscale_cam(model, x)  # (1, K, H, W)
             true = torch.zeros(1, k, dtype=torch.bool)
             true[0, [int(t) for t in item["tags"]]] = True
-            predicted = p > 0.5
-            predicted[0, int(p.argmax())] = True
-            for gate, allowed in (("true_tags", true), ("predicted_tags", predicted)):
+            for gate, allowed in (("true_tags", true), ("predicted_tags", predicted_tags(p))):
                 metrics[gate].update(cam_labels(cams, allowed), item["label"])
             probs.append(p[0])
             tags.append(true[0])

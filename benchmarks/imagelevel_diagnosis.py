@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from imagelevel_gating import predicted_tags
 from scribble_table import results_header
 
 from wsdeploy.atomic import atomic_write_text
@@ -112,9 +113,7 @@ def segmenter_given_tags(model_path: str, data: str, split: str = "val", classif
         if clf is not None:
             with torch.no_grad():
                 x = normalize(torch.as_tensor(item["image"][None]), tuple(clf_card.mean), tuple(clf_card.std))
-                p = clf(x).sigmoid()[0]
-            allowed["given_predicted_tags"] = (p > 0.5)[None]
-            allowed["given_predicted_tags"][0, int(p.argmax())] = True
+                allowed["given_predicted_tags"] = predicted_tags(clf(x).sigmoid())  # (1, K)
         for name in names:
             if bg is not None:
                 allowed[name][0, bg] = True

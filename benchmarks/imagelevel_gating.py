@@ -56,6 +56,14 @@ def classifier_probs(path: str, items: list[dict]) -> torch.Tensor:
         ])
 
 
+def predicted_tags(probs: torch.Tensor) -> torch.Tensor:
+    """The tags a classifier predicts: (N, K) sigmoid probabilities -> (N, K) bool, those > 0.5
+    (its training loss's natural threshold, not tuned) and at least each image's top class."""
+    tags = probs > 0.5
+    tags[torch.arange(len(probs)), probs.argmax(1)] = True
+    return tags
+
+
 def tag_quality(probs: torch.Tensor, tags: torch.Tensor, classes: list[str]) -> dict:
     """Precision / recall / F1 of `probs > 0.5` against `tags` ((N, K) bool), overall and per class."""
     pred = probs > 0.5
@@ -76,9 +84,7 @@ def gate_scores(
     """mIoU of every gate over the images: seg_probs[i] (K, H, W) softmax, labels[i] (H, W)."""
     from wsdeploy.metrics import SegmentationMetric
 
-    hard = cls_probs > 0.5
-    hard[torch.arange(len(hard)), cls_probs.argmax(1)] = True  # at least the top class
-    gates = {"all": torch.ones_like(cls_probs), "true_tags": tags.float(), "hard": hard.float(),
+    gates = {"all": torch.ones_like(cls_probs), "true_tags": tags.float(), "hard": predicted_tags(cls_probs).float(),
              **{f"soft_{a:g}": cls_probs**a for a in powers}}
     out = {}
     for name, weight in gates.items():

@@ -271,7 +271,7 @@ def train_timed(argv: list[str], *, env: dict[str, str]) -> dict[str, float]:
         proc.kill()
         proc.wait()
         raise
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen, which never saw it
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, argv)
     return {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}

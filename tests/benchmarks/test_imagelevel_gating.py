@@ -49,3 +49,8 @@ def test_cam_labels_take_the_argmax_over_the_allowed_classes_only():
     # one allowed class with an all-zero CAM still labels every pixel with it
     zero = segmenter.cam_labels(torch.zeros(1, 3, 1, 2), torch.tensor([[False, False, True]]))
     assert zero.tolist() == [[2, 2]]
+
+
+def test_predicted_tags_are_those_over_one_half_and_at_least_the_top_class(gating):
+    probs = torch.tensor([[0.9, 0.6, 0.1], [0.2, 0.4, 0.3]])
+    assert gating.predicted_tags(probs).tolist() == [[True, True, False], [False, True, False]]
