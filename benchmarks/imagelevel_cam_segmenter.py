@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
-from imagelevel_gating import named_paths, predicted_tags, tag_quality
+from imagelevel_gating import checked_paths, predicted_tags, tag_quality
 from scribble_table import results_header
 
 from wsdeploy.atomic import atomic_write_text
@@ -45,13 +46,16 @@ def main() -> int:
     parser.add_argument("--split", default="val")
     parser.add_argument("--out", default="benchmarks/results/imagelevel_cam_segmenter.json")
     args = parser.parse_args()
+    if not Path(args.data).is_dir():
+        parser.error(f"--data: no such folder: {args.data}")
+    classifiers = checked_paths(parser, args.classifiers, "classifier")
     torch.set_num_threads(1)
     from wsdeploy.training.tags.cam import multiscale_cam
 
     dataset = SegmentationDataset(args.data, split=args.split, labels="masks")
     k = len(dataset.classes)
     results = {**results_header(data=args.data), "split": args.split, "classifiers": {}}
-    for name, path in named_paths(args.classifiers, "classifier").items():
+    for name, path in classifiers.items():
         model, card = load_checkpoint(path)
         model.eval()
         metrics = {"true_tags": SegmentationMetric(k), "predicted_tags": SegmentationMetric(k)}

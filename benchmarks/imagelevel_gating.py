@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,6 +41,16 @@ def named_paths(text: str, flag: str) -> dict[str, str]:
         name, _, path = part.rpartition("=") if "=" in part else (f"{flag}{i}", "", part)
         out[name] = path
     return out
+
+
+def checked_paths(parser: argparse.ArgumentParser, text: str, flag: str) -> dict[str, str]:
+    """`named_paths(text)`, or a usage error (exit 2) if it names nothing or a missing file."""
+    paths = named_paths(text, flag)
+    if not paths:
+        parser.error(f"--{flag}s names no model.pt")
+    if missing := [path for path in paths.values() if not Path(path).is_file()]:
+        parser.error(f"--{flag}s: no such file: {', '.join(missing)}")
+    return paths
 
 
 def classifier_probs(path: str, items: list[dict]) -> torch.Tensor:
@@ -106,9 +117,16 @@ def main() -> int:
     torch.set_num_threads(1)
     from wsdeploy.training.tags.relabel import load_segmenter, segmenter_logits
 
-    segmenters = named_paths(args.segmenters, "segmenter")
-    classifiers = named_paths(args.classifiers, "classifier")
-    powers = [float(a) for a in args.powers.split(",") if a]
+    if not Path(args.data).is_dir():
+        parser.error(f"--data: no such folder: {args.data}")
+    segmenters = checked_paths(parser, args.segmenters, "segmenter")
+    classifiers = checked_paths(parser, args.classifiers, "classifier")
+    try:
+        powers = [float(a) for a in args.powers.split(",") if a]
+    except ValueError:
+        powers = []
+    if not powers or min(powers) <= 0:
+        parser.error(f"--powers expects a comma list of positive numbers, got {args.powers!r}")
     results = {**results_header(data=args.data), "segmenters": segmenters, "classifiers": classifiers,
                "powers": powers, "classifier_tags": {}, "gates": {}}
     scores: dict[str, dict] = {}  # split -> "seg|clf" -> gate -> mIoU

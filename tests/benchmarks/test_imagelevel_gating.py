@@ -54,3 +54,24 @@ def test_cam_labels_take_the_argmax_over_the_allowed_classes_only():
 def test_predicted_tags_are_those_over_one_half_and_at_least_the_top_class(gating):
     probs = torch.tensor([[0.9, 0.6, 0.1], [0.2, 0.4, 0.3]])
     assert gating.predicted_tags(probs).tolist() == [[True, True, False], [False, True, False]]
+
+
+@pytest.mark.parametrize("script", ["imagelevel_gating", "imagelevel_cam_segmenter"])
+@pytest.mark.parametrize("bad", ["no_data", "no_models", "missing_model"])
+def test_bad_arguments_are_usage_errors_before_anything_runs(script, bad, tmp_path, monkeypatch, capsys):
+    module = _load(script)
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"x")
+    data = tmp_path / "data"
+    data.mkdir()
+    paths = {"no_data": (tmp_path / "absent", str(model)), "no_models": (data, ""),
+             "missing_model": (data, str(tmp_path / "absent.pt"))}[bad]
+    argv = [script, "--data", str(paths[0]), "--classifiers", paths[1]]
+    if script == "imagelevel_gating":
+        argv += ["--segmenters", str(model)]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    assert exit_info.value.code == 2
+    assert {"no_data": "no such folder", "no_models": "names no model.pt",
+            "missing_model": "no such file"}[bad] in capsys.readouterr().err
