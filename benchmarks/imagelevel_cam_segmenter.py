@@ -6,6 +6,8 @@ cam` defaults: scales 0.5-2, flips), normalised per class, argmax over (a) the t
 table's setting, as a reference) and (b) the tags it predicts (sigmoid > 0.5, at least its top
 class; the threshold is its training loss's, not tuned). mIoU over every pixel (no background
 class in the synthetic set, so argmax labels every pixel). No training, nothing picked on val.
+A classifier may be an ensemble, `name=a.pt+b.pt+...`: its tag probabilities are the members'
+mean and its class scores the mean of their normalised CAMs.
 
     python benchmarks/imagelevel_cam_segmenter.py --data data/synthetic-128-seed1 \\
         --classifiers clf=runs/imagelevel/classifier/model.pt --out benchmarks/results/imagelevel_cam_segmenter.json
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from imagelevel_gating import checked_paths, predicted_tags, tag_quality
+from imagelevel_gating import checked_paths, members, predicted_tags, tag_quality
 from scribble_table import results_header
 
 from wsdeploy.atomic import atomic_write_text
@@ -29,12 +31,14 @@ from wsdeploy.data.image_io import normalize
 from wsdeploy.metrics import SegmentationMetric
 
 
-def cam_labels(cams: torch.Tensor, allowed: torch.Tensor) -> np.ndarray:
-    """Argmax of `normalize_cams(cams, allowed)`: cams (1, K, H, W) raw multi-scale sums,
-    allowed (1, K) bool (at least one True). Returns (H, W) uint8 class indices."""
+def cam_labels(cams: torch.Tensor | list[torch.Tensor], allowed: torch.Tensor) -> np.ndarray:
+    """Argmax of `normalize_cams(cams, allowed)`: cams (1, K, H, W) raw multi-scale sums, or a
+    list of them (an ensemble: the mean of each member's normalised CAMs), allowed (1, K) bool
+    (at least one True). Returns (H, W) uint8 class indices."""
     from wsdeploy.training.tags.cam import normalize_cams
 
-    scores = normalize_cams(cams, allowed)
+    cams = [cams] if isinstance(cams, torch.Tensor) else cams
+    scores = sum(normalize_cams(c, allowed) for c in cams) / len(cams)
     scores = scores.masked_fill(~allowed[:, :, None, None], -1.0)  # an allowed class wins even at 0
     return scores[0].argmax(0).numpy().astype(np.uint8)
 
@@ -55,17 +59,20 @@ def main() -> int:
     dataset = SegmentationDataset(args.data, split=args.split, labels="masks")
     k = len(dataset.classes)
     results = {**results_header(data=args.data), "split": args.split, "classifiers": {}}
-    for name, path in classifiers.items():
-        model, card = load_checkpoint(path)
-        model.eval()
+    for name, spec in classifiers.items():
+        models = [load_checkpoint(path) for path in members(spec)]
+        for model, _ in models:
+            model.eval()
         metrics = {"true_tags": SegmentationMetric(k), "predicted_tags": SegmentationMetric(k)}
         probs, tags = [], []
         for i in range(len(dataset)):
             item = dataset[i]
-            x = normalize(torch.as_tensor(item["image"][None]), tuple(card.mean), tuple(card.std))
-            with torch.no_grad():
-                p = model(x).sigmoid()  # (1, K)
-                cams = multiscale_cam(model, x)  # (1, K, H, W)
+            p, cams = torch.zeros(1, k), []
+            for model, card in models:
+                x = normalize(torch.as_tensor(item["image"][None]), tuple(card.mean), tuple(card.std))
+                with torch.no_grad():
+                    p += model(x).sigmoid() / len(models)  # (1, K), the members' mean
+                    cams.append(multiscale_cam(model, x))  # (1, K, H, W) each
             true = torch.zeros(1, k, dtype=torch.bool)
             true[0, [int(t) for t in item["tags"]]] = True
             for gate, allowed in (("true_tags", true), ("predicted_tags", predicted_tags(p))):
@@ -73,7 +80,7 @@ def main() -> int:
             probs.append(p[0])
             tags.append(true[0])
         results["classifiers"][name] = {
-            "model": path, **{f"miou_{g}": m.miou() for g, m in metrics.items()},
+            "model": spec, **{f"miou_{g}": m.miou() for g, m in metrics.items()},
             "tags": tag_quality(torch.stack(probs), torch.stack(tags), dataset.classes),
         }
         r = results["classifiers"][name]

@@ -6,6 +6,8 @@ script asks whether the CAM classifier's own predictions can stand in for the tr
 inference, which would make a deployable two-model pipeline. No training: it reads finished
 models and reports, per split,
 
+A classifier may be an ensemble, `name=a.pt+b.pt+...`: its probabilities are the members' mean.
+
 - each classifier's tag prediction quality at sigmoid > 0.5 (precision, recall, F1, per class,
   and the share of images whose predicted tag set is exactly right);
 - each (segmenter, classifier) pair's mIoU with the segmenter's softmax as trained (`all`),
@@ -35,7 +37,8 @@ from wsdeploy.data.datasets import SegmentationDataset
 
 
 def named_paths(text: str, flag: str) -> dict[str, str]:
-    """`name=path,name=path` (or bare paths, named by position) as an ordered dict."""
+    """`name=path,name=path` (or bare paths, named by position) as an ordered dict; a path may be
+    an ensemble, `a.pt+b.pt` (`members` splits it)."""
     out = {}
     for i, part in enumerate(p for p in text.split(",") if p):
         name, _, path = part.rpartition("=") if "=" in part else (f"{flag}{i}", "", part)
@@ -48,23 +51,33 @@ def checked_paths(parser: argparse.ArgumentParser, text: str, flag: str) -> dict
     paths = named_paths(text, flag)
     if not paths:
         parser.error(f"--{flag}s names no model.pt")
-    if missing := [path for path in paths.values() if not Path(path).is_file()]:
+    if missing := [path for spec in paths.values() for path in members(spec) if not Path(path).is_file()]:
         parser.error(f"--{flag}s: no such file: {', '.join(missing)}")
     return paths
 
 
-def classifier_probs(path: str, items: list[dict]) -> torch.Tensor:
-    """(N, K) float32 sigmoid probabilities of the classifier at `path` on each item's image."""
+def members(spec: str) -> list[str]:
+    """The model.pt paths of `spec`: one path, or an ensemble `a.pt+b.pt+...`."""
+    return [path for path in spec.split("+") if path]
+
+
+def classifier_probs(spec: str, items: list[dict]) -> torch.Tensor:
+    """(N, K) float32 sigmoid probabilities of the classifier `spec` on each item's image; for an
+    ensemble (`members`), the mean of its members' probabilities."""
     from wsdeploy.checkpoint import load_checkpoint
     from wsdeploy.data.image_io import normalize
 
-    model, card = load_checkpoint(path)
-    model.eval()
-    with torch.no_grad():
-        return torch.cat([
-            model(normalize(torch.as_tensor(it["image"][None]), tuple(card.mean), tuple(card.std))).sigmoid()
-            for it in items
-        ])
+    total = None
+    for path in members(spec):
+        model, card = load_checkpoint(path)
+        model.eval()
+        with torch.no_grad():
+            probs = torch.cat([
+                model(normalize(torch.as_tensor(it["image"][None]), tuple(card.mean), tuple(card.std))).sigmoid()
+                for it in items
+            ])
+        total = probs if total is None else total + probs
+    return total / len(members(spec))
 
 
 def predicted_tags(probs: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,37 @@ def test_named_paths_keeps_names_and_numbers_bare_paths(gating):
     assert gating.named_paths("sec=a/model.pt,b.pt", "seg") == {"sec": "a/model.pt", "seg1": "b.pt"}
 
 
+def test_an_ensemble_is_its_members_joined_by_plus_and_each_member_is_checked(gating, tmp_path, capsys):
+    assert gating.members("a.pt+b.pt") == ["a.pt", "b.pt"] and gating.members("a.pt") == ["a.pt"]
+    assert gating.named_paths("ens=a.pt+b.pt", "classifier") == {"ens": "a.pt+b.pt"}
+    present = tmp_path / "a.pt"
+    present.write_bytes(b"x")
+    parser = __import__("argparse").ArgumentParser()
+    with pytest.raises(SystemExit):
+        gating.checked_paths(parser, f"ens={present}+{tmp_path / 'b.pt'}", "classifier")
+    err = capsys.readouterr().err
+    assert "no such file" in err and "b.pt" in err and str(present) not in err
+
+
+def test_an_ensembles_probabilities_are_its_members_mean(gating, monkeypatch):
+    class Constant(torch.nn.Module):  # logits that give sigmoid probabilities `p` on any image
+        def __init__(self, p):
+            super().__init__()
+            self.logits = torch.logit(torch.tensor([p]))
+
+        def forward(self, x):
+            return self.logits.expand(len(x), -1)
+
+    card = type("Card", (), {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)})
+    models = {"a.pt": Constant([0.2, 0.9]), "b.pt": Constant([0.6, 0.5])}
+    monkeypatch.setattr("wsdeploy.checkpoint.load_checkpoint", lambda path: (models[path], card))
+    items = [{"image": np.zeros((4, 4, 3), dtype=np.uint8)}] * 3
+    probs = gating.classifier_probs("a.pt+b.pt", items)
+    assert probs.shape == (3, 2)
+    assert torch.allclose(probs, torch.tensor([[0.4, 0.7]] * 3), atol=1e-6)
+    assert torch.allclose(gating.classifier_probs("a.pt", items), torch.tensor([[0.2, 0.9]] * 3), atol=1e-6)
+
+
 def test_cam_labels_take_the_argmax_over_the_allowed_classes_only():
     segmenter = _load("imagelevel_cam_segmenter")
     cams = torch.tensor([[[[4.0, 1.0]], [[2.0, 2.0]], [[9.0, 9.0]]]])  # (1, K=3, 1, 2)
@@ -49,6 +80,11 @@ def test_cam_labels_take_the_argmax_over_the_allowed_classes_only():
     # one allowed class with an all-zero CAM still labels every pixel with it
     zero = segmenter.cam_labels(torch.zeros(1, 3, 1, 2), torch.tensor([[False, False, True]]))
     assert zero.tolist() == [[2, 2]]
+    # an ensemble averages the members' normalised CAMs: member 2 (c0 (.5, 1), c1 (1, .25))
+    # with member 1 gives c0 (.75, .625), c1 (1, .625): pixel 0 class 1, pixel 1 a tie -> class 0
+    other = torch.tensor([[[[1.0, 2.0]], [[4.0, 1.0]], [[0.0, 0.0]]]])
+    both = segmenter.cam_labels([cams, other], torch.tensor([[True, True, False]]))
+    assert both.tolist() == [[1, 0]]
 
 
 def test_predicted_tags_are_those_over_one_half_and_at_least_the_top_class(gating):
