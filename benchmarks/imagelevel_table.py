@@ -106,6 +106,11 @@ def main() -> int:
     if args.until == "pseudo" and not args.propagation:  # before hours of classifier training, not after
         parser.error("--until pseudo needs --propagation (the pseudo-masks are the random walk's)")
 
+    if args.full_model and (missing := [p for p in args.full_model.split(",") if p and not Path(p).is_file()]):
+        # not an error yet: the full run may train beside the table; it is read only at the end
+        print(f"note: --full-model {', '.join(missing)} does not exist yet; it is read after the last "
+              "segmenter", file=sys.stderr)
+
     out = Path(args.out_dir)
     data = args.data
     results: dict[str, Any] = {**results_header(data=data), "dataset": dataset_description(data), "runs": []}
@@ -235,7 +240,11 @@ def main() -> int:
         propagate("final")
     if args.full_model:  # one model.pt per training seed, comma-separated
         per_seed = {}
-        for i, path in enumerate(p for p in args.full_model.split(",") if p):
+        full_models = [p for p in args.full_model.split(",") if p]
+        if missing := [p for p in full_models if not Path(p).is_file()]:  # it may be training beside the table
+            raise SystemExit(f"--full-model: no such file: {', '.join(missing)}; every other row is in "
+                             f"{args.json}; rerun when it exists (finished stages are reused)")
+        for i, path in enumerate(full_models):
             full_card, _ = read_checkpoint(path)
             per_seed[i] = final_row("full", Path(path), full_card.training.get("command"))
         results["runs"].append(imagelevel_stages.seed_mean(per_seed))
