@@ -106,7 +106,8 @@ def main() -> int:
     if args.until == "pseudo" and not args.propagation:  # before hours of classifier training, not after
         parser.error("--until pseudo needs --propagation (the pseudo-masks are the random walk's)")
 
-    if args.full_model and (missing := [p for p in args.full_model.split(",") if p and not Path(p).is_file()]):
+    full_models = [p for p in (args.full_model or "").split(",") if p]  # one model.pt per training seed
+    if missing := [p for p in full_models if not Path(p).is_file()]:
         # not an error yet: the full run may train beside the table; it is read only at the end
         print(f"note: --full-model {', '.join(missing)} does not exist yet; it is read after the last "
               "segmenter", file=sys.stderr)
@@ -238,9 +239,8 @@ def main() -> int:
             save()
     if args.propagation:
         propagate("final")
-    if args.full_model:  # one model.pt per training seed, comma-separated
+    if full_models:
         per_seed = {}
-        full_models = [p for p in args.full_model.split(",") if p]
         if missing := [p for p in full_models if not Path(p).is_file()]:  # it may be training beside the table
             raise SystemExit(f"--full-model: no such file: {', '.join(missing)}; every other row is in "
                              f"{args.json}; rerun when it exists (finished stages are reused)")
