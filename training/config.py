@@ -34,7 +34,7 @@ from wsdeploy.training.losses.settings import (
     NormalizedCutSettings,
     SECSettings,
 )
-from wsdeploy.training.tags.settings import TAGS_SETTINGS_GROUPS, AffinitySettings, ContrastSettings, RelabelSettings
+from wsdeploy.training.tags.settings import MAX_MOSAIC, TAGS_SETTINGS_GROUPS, AffinitySettings, ContrastSettings, RelabelSettings
 from wsdeploy.settings import setting
 
 __all__ = [
@@ -98,6 +98,12 @@ class TrainConfig:
     scale_min: float = setting(0.5, "smallest random scale factor of the augmentation")
     scale_max: float = setting(2.0, "largest random scale factor of the augmentation")
     hflip: float = setting(0.5, "probability of a horizontal flip")
+    vflip: float = setting(0.0, "probability of a vertical flip (0: photos have an up and a down)")
+    mosaic: int = setting(
+        1,
+        "classifier training on tags: tile k x k augmented crops into one input, each tile scored "
+        "on its own CAM cells with its own tags, so its context comes from other images (1 = off)",
+    )
     workers: int = setting(2, "DataLoader worker processes per training process (0 = in-process)")
     # model
     model: str = setting("deeplabv3plus_resnet50", "architecture name (wsdeploy.models.list_models())")
@@ -200,6 +206,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.hflip <= 1.0:
             raise ValueError(f"hflip must be a probability in [0, 1], got {self.hflip!r}")
+        if not 0.0 <= self.vflip <= 1.0:
+            raise ValueError(f"vflip must be a probability in [0, 1], got {self.vflip!r}")
 
     def _check_method(self) -> None:
         self.contrast.check()
@@ -207,6 +215,10 @@ class TrainConfig:
         if self.rounds < 1 or (self.rounds > 1 and (self.supervision != "tags" or self.method != "seeds-rloss")):
             raise ValueError(f"rounds must be >= 1, and > 1 only with supervision='tags', method='seeds-rloss'; "
                              f"got rounds={self.rounds!r}")
+        if isinstance(self.mosaic, bool) or not isinstance(self.mosaic, int) or not 1 <= self.mosaic <= MAX_MOSAIC:
+            raise ValueError(f"mosaic must be an int in [1, {MAX_MOSAIC}], got {self.mosaic!r}")
+        if self.mosaic > 1 and not (self.supervision == "tags" and self.model.startswith("classifier_")):
+            raise ValueError("mosaic > 1 is an option of classifier training (supervision='tags', a classifier_* model)")
         if self.contrast.weight > 0 and not (self.supervision == "tags" and self.model.startswith("classifier_")):
             raise ValueError("contrast_weight > 0 is an option of classifier training (supervision='tags', a classifier_* model)")
         if self.supervision != "tags":

@@ -34,12 +34,15 @@ def run_header(config: Any, *, images: int, device: str, world_size: int, losses
         model = f"affinity net on the frozen classifier {config.affinity.classifier}"
     else:
         model = f"{config.model} (width {config.width}, output stride {config.output_stride}, {weights})"
+    crops = f"{config.crop_size} px"
+    if getattr(config, "mosaic", 1) > 1:
+        crops += f" in {config.mosaic}x{config.mosaic} mosaics (each batch item is {config.mosaic ** 2} crops)"
     return (
         f"{model} on "
         f"{images} {config.train_split!r} images of {config.data} ({config.supervision}), device {device} x "
         f"{world_size} process{'es' if world_size > 1 else ''}; batch {config.batch_size} x {config.grad_accum} x "
         f"{world_size} = {global_batch}, {config.steps} steps, {config.optimizer} lr {config.lr:g}, crops "
-        f"{config.crop_size} px; losses {' '.join(parts)}; writing {config.out_dir}"
+        f"{crops}; losses {' '.join(parts)}; writing {config.out_dir}"
     )
 
 

@@ -9,6 +9,7 @@ is a small task object picked from the config by `make_task`:
 | `SegmentTask`       | tags, method seeds-rloss                | CAM seeds         | pCE + regularizers            | val mIoU       |
 | `SECTask`           | tags, method sec                        | CAM seeds + tags  | SEC seed / expand / constrain | val mIoU       |
 | `ClassifierTask`    | tags, method classifier                 | tags              | multi-label soft margin       | val tag mAP    |
+|                     | ... mosaic k > 1                        | tags of each tile | the same, per mosaic tile     | val tag mAP    |
 | `ContrastClassifierTask` (tags/tasks.py) | classifier, contrast_weight > 0 | tags | + regional contrast    | val tag mAP    |
 | `AffinityTask` (tags/tasks.py) | tags, method affinity        | CAM seeds         | balanced pair affinity        | val pair accuracy |
 
@@ -42,6 +43,7 @@ from wsdeploy.training.losses.dense import DenseCRFLoss, NormalizedCutLoss, loss
 from wsdeploy.training.losses.pointwise import partial_cross_entropy
 from wsdeploy.training.losses.proposals import ADMProposalLoss
 from wsdeploy.training.tags.evaluate import evaluate_classifier
+from wsdeploy.training.tags.mosaic import tile_scores
 from wsdeploy.training.tags.targets import dataset_background_index, foreground_indices, tags_to_foreground_multihot
 
 __all__ = ["ClassifierTask", "SECTask", "SegmentTask", "Task", "make_task"]
@@ -221,14 +223,36 @@ class ClassifierTask(Task):
     def val_labels(self) -> str | None:
         return None
 
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(config)
+        self._cams: Tensor | None = None  # the last forward's CAMs, kept when training on mosaics
+
+    def build_model(self, model_kwargs: dict[str, Any]) -> nn.Module:
+        model = super().build_model(model_kwargs)
+        if self.config.mosaic > 1:  # tile scores need the CAMs, not their means over the mosaic
+
+            def capture(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+                self._cams = output  # (B, K_fg, h, w)
+
+            model.classifier.register_forward_hook(capture)
+        return model
+
     def check_model(self, model: nn.Module) -> None:
         if not isinstance(model, CAMClassifier):
             raise ValueError(f"model {self.config.model!r} is not a CAM classifier (classifier_*)")
 
     def loss(self, out: Tensor, batch: dict[str, Any], step: int) -> tuple[Tensor, dict[str, Tensor]]:
-        """out (B, K_fg) class scores (the CAMs' spatial means)."""
-        target = tags_to_foreground_multihot(batch["tags"], len(self.dataset_classes), self.background)
-        loss = F.multilabel_soft_margin_loss(out.float(), target.to(out.device))
+        """out (B, K_fg) class scores (the CAMs' spatial means); with `mosaic` k > 1, the
+        (B * k², K_fg) tile scores of the captured CAMs against each tile's own tags."""
+        scores, tags = out, batch["tags"]
+        if self.config.mosaic > 1:
+            if self._cams is None or "tile_tags" not in batch:
+                raise RuntimeError("mosaic training needs the model built by this task and mosaic batches")
+            scores = tile_scores(self._cams, self.config.mosaic)
+            tags = [tile for mosaic in batch["tile_tags"] for tile in mosaic]
+            self._cams = None
+        target = tags_to_foreground_multihot(tags, len(self.dataset_classes), self.background)
+        loss = F.multilabel_soft_margin_loss(scores.float(), target.to(out.device))
         return loss, {"soft_margin": loss}
 
     def evaluate(

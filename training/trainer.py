@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from wsdeploy.atomic import atomic_write_text
@@ -48,6 +48,7 @@ from wsdeploy.training.optim import build_optimizer, lr_at, set_lr
 from wsdeploy.training.report import crop_warning, image_sizes, run_header, schedule_warning, summary_line
 from wsdeploy.training.run_log import RunLog
 from wsdeploy.training.state import capture_rng, load_train_state, restore_rng, save_train_state
+from wsdeploy.training.tags.mosaic import MosaicAugmentation
 from wsdeploy.training.tasks import Task, make_task
 from wsdeploy.training.transforms import train_transform, val_transform
 from wsdeploy.visualize import class_palette
@@ -241,10 +242,14 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def _train_loader(config: TrainConfig, train_set: SegmentationDataset, ctx: DistContext, *, start: int) -> DataLoader:
     augment = train_transform(
-        crop_size=config.crop_size, scale_range=(config.scale_min, config.scale_max), hflip=config.hflip
+        crop_size=config.crop_size, scale_range=(config.scale_min, config.scale_max), hflip=config.hflip,
+        vflip=config.vflip,
     )
+    dataset: Dataset = SeededAugmentation(train_set, augment, seed=config.seed)
+    if config.mosaic > 1:  # batch_size mosaics of mosaic**2 crops each
+        dataset = MosaicAugmentation(dataset, grid=config.mosaic, seed=config.seed)
     return DataLoader(
-        SeededAugmentation(train_set, augment, seed=config.seed),
+        dataset,
         batch_size=config.batch_size,
         sampler=ResumableSampler(len(train_set), seed=config.seed, rank=ctx.rank, world_size=ctx.world_size, start=start),
         num_workers=config.workers,

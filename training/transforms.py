@@ -120,20 +120,25 @@ def train_transform(
     crop_size: int | Sequence[int] = 512,
     scale_range: tuple[float, float] = (0.5, 2.0),
     hflip: float = 0.5,
+    vflip: float = 0.0,
     color_jitter: float = 0.0,
     fill: int | Sequence[int] = MEAN_FILL,
     seed: int | None = None,
 ) -> PairTransform:
-    """Training augmentation: random scale, pad to the crop, random crop, horizontal flip.
+    """Training augmentation: random scale, pad to the crop, random crop, horizontal (and
+    optionally vertical) flip.
 
     Steps: scale by a factor drawn uniformly from `scale_range` (bilinear image, nearest label);
     pad to at least `crop_size` (image with `fill`, label with `PAD_LABEL`); crop `crop_size` at a
-    random position; flip left-right with probability `hflip`; optionally jitter colours.
+    random position; flip left-right with probability `hflip`, then upside down with probability
+    `vflip`; optionally jitter colours.
 
     Args:
         crop_size: output size, an int or (height, width).
         scale_range: (low, high) scale factors, 0 < low <= high.
         hflip: probability of a horizontal flip, in [0, 1].
+        vflip: probability of a vertical flip, in [0, 1]; 0 (the default) adds no step, so the
+            random draws of the other steps are those of a transform without it.
         color_jitter: strength s of brightness/contrast/saturation jitter (factors in
             [1 - s, 1 + s], hue +-s/4, applied with probability 0.8); 0 turns it off.
         fill: padding colour of the image, an int or (R, G, B); default the ImageNet mean.
@@ -154,6 +159,8 @@ def train_transform(
         )
     if not 0.0 <= hflip <= 1.0:
         raise ValueError(f"hflip must be a probability in [0, 1], got {hflip!r}")
+    if not 0.0 <= vflip <= 1.0:
+        raise ValueError(f"vflip must be a probability in [0, 1], got {vflip!r}")
     if not 0.0 <= color_jitter < 1.0:
         raise ValueError(f"color_jitter must be in [0, 1), got {color_jitter!r}")
     steps = [
@@ -176,6 +183,8 @@ def train_transform(
         A.RandomCrop(height=crop_h, width=crop_w),
         A.HorizontalFlip(p=hflip),
     ]
+    if vflip > 0:
+        steps.append(A.VerticalFlip(p=vflip))
     if color_jitter > 0:
         s = color_jitter
         steps.append(

@@ -3,6 +3,7 @@ run in-process: classifier -> CAMs -> seeds -> affinity -> walk grid -> pseudo-m
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import threading
@@ -157,3 +158,25 @@ def test_round_runs_flags_are_checked_before_anything_runs(tmp_path, monkeypatch
         table.main()
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_missing_full_model_is_a_note_at_the_start_and_a_one_line_error_at_the_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    table = _load("imagelevel_table")
+    data = str(generate_dataset(tmp_path / "ds", num_images=6, size=48, seed=3, val_fraction=0.34, workers=0))
+    results = tmp_path / "table.json"
+    missing = tmp_path / "full" / "model.pt"
+    classifier = f"--model classifier_resnet18 --width 8 --output-stride 8 --steps 2 {_TINY}"
+    monkeypatch.setattr(table.sys, "argv", [
+        "imagelevel_table.py", "--data", data, "--out-dir", str(tmp_path / "runs"), "--json", str(results),
+        "--fg-thresholds", "0.2", "--runs", "", "--full-model", str(missing), "--classifier-args", classifier])
+    with pytest.raises(SystemExit) as exit_info:
+        table.main()
+    message = str(exit_info.value.code)
+    assert message.startswith(f"--full-model: no such file: {missing}; every other row is in {results}")
+    assert "\n" not in message
+    assert f"note: --full-model {missing} does not exist yet" in capsys.readouterr().err
+    rows = json.loads(results.read_text())["runs"]  # everything before the full row was saved
+    assert [(r["name"], r["split"]) for r in rows] == [
+        ("cam", "train"), ("cam", "val"), ("cam seeds", "train"), ("cam+crf seeds", "train")]

@@ -88,6 +88,21 @@ def test_padding_is_254_in_the_label():
     np.testing.assert_array_equal(out["image"][top : top + 16, left : left + 24], image)
 
 
+def test_vflip_turns_the_pair_upside_down_and_zero_changes_nothing():
+    image, label = coded_pair(0, h=16, w=24)
+    item = {"image": image, "label": label}
+    flipped = train_transform(crop_size=(16, 24), scale_range=(1.0, 1.0), hflip=0.0, vflip=1.0, seed=0)(item)
+    np.testing.assert_array_equal(flipped["image"], image[::-1])
+    np.testing.assert_array_equal(flipped["label"], label[::-1])
+    for seed in range(4):  # vflip=0 keeps every other step's draws (earlier runs reproduce)
+        plain = train_transform(crop_size=12, scale_range=(0.5, 2.0), seed=seed)(item)
+        zero = train_transform(crop_size=12, scale_range=(0.5, 2.0), vflip=0.0, seed=seed)(item)
+        np.testing.assert_array_equal(plain["image"], zero["image"])
+        np.testing.assert_array_equal(plain["label"], zero["label"])
+    with pytest.raises(ValueError, match="vflip must be a probability"):
+        train_transform(crop_size=12, vflip=1.5)
+
+
 def test_default_fill_is_mean_colour():
     image = np.full((8, 8, 3), 7, np.uint8)
     t = train_transform(crop_size=16, scale_range=(1.0, 1.0), seed=0)

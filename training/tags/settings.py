@@ -12,7 +12,9 @@ import dataclasses
 import math
 
 from wsdeploy.settings import setting
-__all__ = ["TAGS_SETTINGS_GROUPS", "AffinitySettings", "ContrastSettings", "RelabelSettings"]
+__all__ = ["MAX_MOSAIC", "TAGS_SETTINGS_GROUPS", "AffinitySettings", "ContrastSettings", "RelabelSettings"]
+
+MAX_MOSAIC = 4  # `TrainConfig.mosaic`: k x k tiles at most (`wsdeploy.training.tags.mosaic`)
 
 
 @dataclasses.dataclass(frozen=True)
