@@ -23,7 +23,10 @@ Per training seed s (`--train-seeds`, default 0,1; each row keeps both values an
 6. 4x tags (`--tags4x`): the synthetic generator's images 0..639 and 800..2719 as train (tags
    only; their masks are never read: thresholds, beta and steps come from the original run) and
    the same val images 640..799; steps 1-4 with the classifier retrained on it (`--tags4x-rounds`
-   self-training rounds, default `--rounds`; 0 trains only the `--pseudo-runs`).
+   self-training rounds, default `--rounds`; 0 trains only the `--pseudo-runs`); without
+   propagation (`--tags4x-seeds`, `tags4x_seed_rows`): the 4x classifier's seeds at the original
+   pick and the table's `--runs` on them. `--tags4x-classifier-args` gives the 4x classifier its
+   own flags (e.g. as many epochs as the original: `--steps 12000`).
 """
 from __future__ import annotations
 
@@ -253,7 +256,7 @@ def run_stages(
         data4x = _tags4x_dataset(wsdeploy, data, out)
         clf = out / "classifier_tags4x"
         wsdeploy(["train", "--data", data4x, "--supervision", "tags", "--out-dir", str(clf), "--no-progress",
-                  *shlex.split(args.classifier_args)], clf / "model.pt")
+                  *shlex.split(_tags4x_classifier_args(args))], clf / "model.pt")
         cams4 = {}
         for split in ("train", "val"):
             cams4[split] = out / f"cams_{split}_tags4x"
@@ -275,6 +278,61 @@ def run_stages(
                         args=tags4x_args(args), passthrough=passthrough, picked=picked, train_masks=False)
         results["runs"].extend(rows)
         save()
+
+
+def tags4x_seed_rows(
+    wsdeploy: Wsdeploy, *, data: str, out: Path, args: Any, passthrough: list[str], fg: float, crf: bool,
+    run_names: list[str],
+) -> list[dict[str, Any]]:
+    """The 4x-tags row without propagation (`imagelevel_table.py --tags4x-seeds`): the 4x
+    dataset's classifier (`--tags4x-classifier-args`, default `--classifier-args`), its CAMs of
+    the 4x train and val splits, seeds of the 4x train split at the original train pick `fg`
+    (with the dense-CRF check when `crf`, as the seeds the original final runs trained on), and
+    each of `run_names` trained on them per training seed. No 4x train mask is read: the
+    threshold is the original run's, and the seeds' train statistics are not computed.
+
+    Returns rows: the classifier's val CAMs at `fg` (stage `cam`), then one final row per run
+    (val mIoU, the mean of the training seeds, each kept)."""
+    from imagelevel_table import FINAL_RUNS, final_row  # here: imagelevel_table imports this module
+
+    data4x = _tags4x_dataset(wsdeploy, data, out)
+    clf = out / "classifier_tags4x_seeds"
+    clf_cmd = wsdeploy(["train", "--data", data4x, "--supervision", "tags", "--out-dir", str(clf), "--no-progress",
+                        *shlex.split(_tags4x_classifier_args(args))], clf / "model.pt")
+    cams = {}
+    for split in ("train", "val"):
+        cams[split] = out / f"cams_{split}_tags4x_seeds"
+        wsdeploy(["cam", "--model", str(clf / "model.pt"), "--data", data4x, "--split", split,
+                  "--out", str(cams[split])], cams[split] / "cams.json")
+    val_json = out / "cam_val_tags4x_seeds.json"
+    val_cmd = wsdeploy(["cam", "--cams", str(cams["val"]), "--data", data4x, "--split", "val", "--sweep",
+                        "--sweep-json", str(val_json), "--fg-thresholds", str(fg)], val_json)
+    rows = [{"name": "cam (4x tags, no propagation)", "stage": "cam", "split": "val",
+             "miou": json.loads(val_json.read_text())["rows"][0]["cam_miou"],
+             "note": "threshold picked on the original train split", "command": f"{clf_cmd} && {val_cmd}"}]
+    seeds = out / "seeds_tags4x_seeds"
+    seeds_cmd = wsdeploy(["cam", "--cams", str(cams["train"]), "--data", data4x, "--split", "train",
+                          "--seeds-out", str(seeds), "--fg-threshold", str(fg), *(["--crf"] if crf else [])],
+                         seeds / "seeds.json")
+    seeds_used = ("cam+crf" if crf else "cam") + " seeds of the 4x train split"
+    for name in run_names:
+        jobs, models = {}, {}
+        for seed in (int(v) for v in args.train_seeds.split(",") if v):
+            run_dir = out / (name.replace("+", "_") + "_tags4x_seeds" + ("" if seed == 0 else f"_seed{seed}"))
+            models[seed] = run_dir / "model.pt"
+            jobs[seed] = (["train", "--data", data4x, "--supervision", "tags", "--seeds", str(seeds), "--out-dir",
+                           str(run_dir), "--no-progress", *passthrough, *FINAL_RUNS[name],
+                           *(["--seed", str(seed)] if seed else [])], models[seed])
+        cmds = _per_seed(wsdeploy, args.parallel, jobs)
+        rows.append(seed_mean({s: {**final_row(f"{name} (4x tags, no propagation)", models[s], cmds[s]),
+                                   "trained_on": seeds_used, "seeds_command": seeds_cmd} for s in models}))
+    return rows
+
+
+def _tags4x_classifier_args(args: Any) -> str:
+    """The 4x classifier's flags: `--tags4x-classifier-args`, else the original's."""
+    four = getattr(args, "tags4x_classifier_args", None)
+    return args.classifier_args if four is None else four
 
 
 def tags4x_args(args: Any) -> argparse.Namespace:

@@ -89,18 +89,32 @@ def main() -> int:
                        help="the round whose re-labels of the train split --round-runs train on (1 .. --rounds)")
     group.add_argument("--contrast-weight", type=float, default=0.1, help="classifier --contrast-weight (0: skip)")
     group.add_argument("--tags4x", action="store_true", help="also the 4x-tags row (generates its dataset)")
+    group.add_argument("--tags4x-seeds", action="store_true",
+                       help="the 4x-tags row without propagation (no --propagation needed): the 4x classifier, its "
+                       "seeds at the original train pick and the --runs on them, per training seed")
+    group.add_argument("--tags4x-runs", default=None,
+                       help=f"the final runs from {list(FINAL_RUNS)} trained on the 4x seeds (default: --runs)")
+    group.add_argument("--tags4x-classifier-args", default=None,
+                       help="the 4x classifier's flags (default: --classifier-args), e.g. with --steps 12000 for "
+                       "as many epochs as the original classifier")
     group.add_argument("--tags4x-rounds", type=int, default=None,
                        help="self-training rounds of the 4x chain (default: --rounds); 0: only its --pseudo-runs "
                        "(and no --round-runs), e.g. the best row, SEC on the pseudo-masks, alone")
     args = parser.parse_args(argv)
     names = [n for n in args.runs.split(",") if n]
-    for flag, text in (("runs", args.runs), ("--pseudo-runs", args.pseudo_runs), ("--round-runs", args.round_runs)):
+    for flag, text in (("runs", args.runs), ("--pseudo-runs", args.pseudo_runs), ("--round-runs", args.round_runs),
+                       ("--tags4x-runs", args.tags4x_runs or "")):
         if unknown := [n for n in text.split(",") if n and n not in FINAL_RUNS]:
             parser.error(f"unknown {flag} {unknown}; choose from {list(FINAL_RUNS)}")
     if args.round_runs and not 1 <= args.round_runs_from <= args.rounds:
         parser.error(f"--round-runs-from {args.round_runs_from} is not a round of --rounds {args.rounds}")
     if args.tags4x_rounds is not None and (args.tags4x_rounds < 0 or not args.tags4x):
         parser.error("--tags4x-rounds needs --tags4x and is 0 or more")
+    if args.tags4x_classifier_args is not None and not (args.tags4x or args.tags4x_seeds):
+        parser.error("--tags4x-classifier-args needs --tags4x-seeds (or --tags4x)")
+    if args.tags4x_runs is not None and not args.tags4x_seeds:
+        parser.error("--tags4x-runs needs --tags4x-seeds")
+    tags4x_runs = names if args.tags4x_runs is None else [n for n in args.tags4x_runs.split(",") if n]
     if args.round_runs and not args.propagation:
         parser.error("--round-runs needs --propagation (the rounds are the propagation stages')")
     if args.until == "pseudo" and not args.propagation:  # before hours of classifier training, not after
@@ -239,6 +253,13 @@ def main() -> int:
             save()
     if args.propagation:
         propagate("final")
+    if args.tags4x_seeds:
+        results["runs"].extend(imagelevel_stages.tags4x_seed_rows(
+            wsdeploy, data=data, out=out, args=args, passthrough=passthrough, fg=best["fg_threshold"],
+            crf=chosen["name"] == "cam+crf seeds", run_names=tags4x_runs))
+        for row in results["runs"][-len(tags4x_runs) - 1:]:
+            print(f"[{row['name']}] val mIoU {row['miou']:.4f}", flush=True)
+        save()
     if full_models:
         per_seed = {}
         if missing := [p for p in full_models if not Path(p).is_file()]:  # it may be training beside the table

@@ -147,6 +147,9 @@ def test_tags4x_rounds_zero_trains_only_the_pseudo_runs(monkeypatch):
     (["--tags4x-rounds", "0"], "--tags4x-rounds needs --tags4x"),
     (["--tags4x", "--tags4x-rounds", "-1"], "--tags4x-rounds needs --tags4x and is 0 or more"),
     (["--round-runs", "nope"], "unknown --round-runs ['nope']"),
+    (["--tags4x-classifier-args", "--steps 12000"], "--tags4x-classifier-args needs --tags4x-seeds"),
+    (["--tags4x-runs", "sec"], "--tags4x-runs needs --tags4x-seeds"),
+    (["--tags4x-seeds", "--tags4x-runs", "nope"], "unknown --tags4x-runs ['nope']"),
     (["--round-runs", "sec", "--rounds", "2", "--round-runs-from", "3"], "--round-runs-from 3 is not a round of --rounds 2"),
     (["--round-runs", "sec", "--rounds", "2", "--round-runs-from", "0"], "--round-runs-from 0 is not a round of --rounds 2"),
 ])
@@ -180,3 +183,37 @@ def test_a_missing_full_model_is_a_note_at_the_start_and_a_one_line_error_at_the
     rows = json.loads(results.read_text())["runs"]  # everything before the full row was saved
     assert [(r["name"], r["split"]) for r in rows] == [
         ("cam", "train"), ("cam", "val"), ("cam seeds", "train"), ("cam+crf seeds", "train")]
+
+
+@pytest.mark.slow
+def test_tags4x_seeds_trains_the_runs_on_the_4x_classifiers_seeds_at_the_original_pick(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    stages = _load("imagelevel_stages")
+    data = str(generate_dataset(tmp_path / "ds", num_images=6, size=48, seed=3, val_fraction=0.34, workers=0))
+    monkeypatch.setattr(stages, "_tags4x_dataset", lambda wsdeploy, data, out: data)  # the real one needs 2720 images
+    ran: list[list[str]] = []
+
+    def wsdeploy(cmd: list[str], done: Path) -> str:
+        if not done.exists():
+            ran.append(cmd)
+            assert main(cmd) == 0, cmd
+        return shlex.join(["wsdeploy", *cmd])
+
+    classifier = f"--model classifier_resnet18 --width 8 --output-stride 8 {_TINY}"
+    args = argparse.Namespace(classifier_args=f"{classifier} --steps 1", tags4x_classifier_args=f"{classifier} --steps 2",
+                              train_seeds="0,1", parallel=1)
+    out = tmp_path / "runs"
+    rows = stages.tags4x_seed_rows(wsdeploy, data=data, out=out, args=args, fg=0.3, crf=True, run_names=["sec"],
+                                   passthrough=shlex.split(f"--model lraspp_resnet18 --width 8 --steps 2 {_TINY}"))
+    assert [(r["name"], r["stage"], r["split"]) for r in rows] == [
+        ("cam (4x tags, no propagation)", "cam", "val"), ("sec (4x tags, no propagation)", "final", "val")]
+    assert set(rows[1]["miou_per_seed"]) == {"0", "1"} and all(0 <= r["miou"] <= 1 for r in rows)
+    train, _, _, _, seeds, sec0, sec1 = ran  # classifier, CAMs train / val, val sweep, seeds, SEC x 2
+    assert train[train.index("--steps") + 1] == "2"  # --tags4x-classifier-args, not --classifier-args
+    assert seeds[seeds.index("--fg-threshold") + 1] == "0.3" and "--crf" in seeds and "--sweep" not in seeds
+    assert "--method" in sec0 and sec0[sec0.index("--seeds") + 1] == str(out / "seeds_tags4x_seeds")
+    assert sec1[-2:] == ["--seed", "1"] and sec1[sec1.index("--out-dir") + 1] == str(out / "sec_tags4x_seeds_seed1")
+    ran.clear()
+    again = stages.tags4x_seed_rows(wsdeploy, data=data, out=out, args=args, fg=0.3, crf=True, run_names=["sec"],
+                                    passthrough=shlex.split(f"--model lraspp_resnet18 --width 8 --steps 2 {_TINY}"))
+    assert ran == [] and [r["miou"] for r in again] == [r["miou"] for r in rows]  # finished stages are reused
