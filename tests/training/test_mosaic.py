@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from wsdeploy.training.config import TrainConfig
 from wsdeploy.training.tags.mosaic import MosaicAugmentation, tile_scores
 
-from tests.training.test_trainer import read_log, tiny
+from tests.training.test_trainer import read_log, tiny, train_crashed_then_resumed
 from tests.training.test_trainer_tags import tagged  # noqa: F401  (the fixture)
 
 
@@ -124,24 +124,13 @@ def test_mosaic_loss_scores_each_tile_against_its_own_tags(tagged, tmp_path):  #
 
 
 def test_mosaic_training_resumes_exactly(tagged, tmp_path, monkeypatch):  # noqa: F811
-    from wsdeploy.training import train, trainer
+    from wsdeploy.training import train
 
     settings = dict(supervision="tags", model="classifier_resnet18", output_stride=8, mosaic=2, steps=4)
     train(tiny(tagged, tmp_path / "full", **settings))
     reference, _ = read_log(tmp_path / "full")
 
-    def save_then_crash(path, **kwargs):
-        save_train_state(path, **kwargs)
-        if kwargs["step"] == 2:
-            raise KeyboardInterrupt
-
-    save_train_state = trainer.save_train_state
-    monkeypatch.setattr(trainer, "save_train_state", save_then_crash)
-    crashed = tiny(tagged, tmp_path / "crash", **settings)
-    with pytest.raises(KeyboardInterrupt):
-        train(crashed)
-    monkeypatch.undo()
-    train(crashed, resume=tmp_path / "crash" / "last.pt")
+    train_crashed_then_resumed(tiny(tagged, tmp_path / "crash", **settings), monkeypatch, step=2)
     resumed, _ = read_log(tmp_path / "crash")
     assert [e["step"] for e in resumed] == [1, 2, 3, 4]
     for a, b in zip(reference, resumed):

@@ -69,6 +69,26 @@ def tiny(dataset: Path, out_dir: Path, **changes) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def train_crashed_then_resumed(config: TrainConfig, monkeypatch, *, step: int) -> None:
+    """Train `config`, killed (KeyboardInterrupt) right after its checkpoint at `step`, before
+    model.pt exists, then resumed from that last.pt to the end."""
+    from wsdeploy.training import train, trainer
+
+    save_train_state = trainer.save_train_state
+
+    def save_then_crash(path, **kwargs):
+        save_train_state(path, **kwargs)
+        if kwargs["step"] == step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_train_state", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.undo()
+    assert not (Path(config.out_dir) / "model.pt").exists()
+    train(config, resume=Path(config.out_dir) / "last.pt")
+
+
 def read_log(out_dir: Path) -> tuple[list[dict], list[dict]]:
     lines = [json.loads(s) for s in (out_dir / "train_log.jsonl").read_text().splitlines()]
     return [e for e in lines if "loss" in e], [e for e in lines if "miou" in e]
@@ -221,7 +241,7 @@ def test_trains_with_each_loss(dataset, tmp_path, losses, changes):
 
 
 def test_resume_continues_exactly(dataset, tmp_path, monkeypatch):
-    from wsdeploy.training import train, trainer
+    from wsdeploy.training import train
 
     losses = "pce,crf,entropy"
     full = tiny(dataset, tmp_path / "full", losses=losses, steps=4)
@@ -230,19 +250,7 @@ def test_resume_continues_exactly(dataset, tmp_path, monkeypatch):
 
     # the same run, killed right after the step-2 checkpoint, then resumed; loading in a worker
     # process changes nothing (augmentation is seeded per sample, not per worker)
-    def save_then_crash(path, **kwargs):
-        save_train_state(path, **kwargs)
-        if kwargs["step"] == 2:
-            raise KeyboardInterrupt
-
-    save_train_state = trainer.save_train_state
-    monkeypatch.setattr(trainer, "save_train_state", save_then_crash)
-    crashed = tiny(dataset, tmp_path / "crash", losses=losses, steps=4, workers=1)
-    with pytest.raises(KeyboardInterrupt):
-        train(crashed)
-    monkeypatch.undo()
-    assert not (tmp_path / "crash" / "model.pt").exists()
-    train(crashed, resume=tmp_path / "crash" / "last.pt")
+    train_crashed_then_resumed(tiny(dataset, tmp_path / "crash", losses=losses, steps=4, workers=1), monkeypatch, step=2)
     resumed, _ = read_log(tmp_path / "crash")
 
     assert [e["step"] for e in resumed] == [1, 2, 3, 4]
