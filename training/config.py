@@ -34,7 +34,13 @@ from wsdeploy.training.losses.settings import (
     NormalizedCutSettings,
     SECSettings,
 )
-from wsdeploy.training.tags.settings import MAX_MOSAIC, TAGS_SETTINGS_GROUPS, AffinitySettings, ContrastSettings, RelabelSettings
+from wsdeploy.training.tags.settings import (
+    MAX_MOSAIC,
+    TAGS_SETTINGS_GROUPS,
+    AffinitySettings,
+    ContrastSettings,
+    RelabelSettings,
+)
 from wsdeploy.settings import setting
 
 __all__ = [

@@ -214,6 +214,10 @@ class ClassifierTask(Task):
     needs_tags = True
     term_names = ["soft_margin"]
 
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(config)
+        self._cams: Tensor | None = None  # the last forward's CAMs, kept when training on mosaics
+
     @property
     def classes(self) -> list[str]:
         keep = foreground_indices(len(self.dataset_classes), self.background)
@@ -222,10 +226,6 @@ class ClassifierTask(Task):
     @property
     def val_labels(self) -> str | None:
         return None
-
-    def __init__(self, config: TrainConfig) -> None:
-        super().__init__(config)
-        self._cams: Tensor | None = None  # the last forward's CAMs, kept when training on mosaics
 
     def build_model(self, model_kwargs: dict[str, Any]) -> nn.Module:
         model = super().build_model(model_kwargs)
