@@ -213,10 +213,13 @@ class ClassifierTask(Task):
     metric = "map"
     needs_tags = True
     term_names = ["soft_margin"]
+    uses_cams = False  # a subclass whose loss reads the captured features and CAMs sets this
 
     def __init__(self, config: TrainConfig) -> None:
         super().__init__(config)
-        self._cams: Tensor | None = None  # the last forward's CAMs, kept when training on mosaics
+        # the last forward's layer4 features (B, C, h, w) and CAMs (B, K_fg, h, w), captured by a
+        # hook on the 1x1 classifier conv when the loss needs them (mosaic tiles, regional contrast)
+        self._captured: tuple[Tensor, Tensor] | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -229,10 +232,10 @@ class ClassifierTask(Task):
 
     def build_model(self, model_kwargs: dict[str, Any]) -> nn.Module:
         model = super().build_model(model_kwargs)
-        if self.config.mosaic > 1:  # tile scores need the CAMs, not their means over the mosaic
+        if self.config.mosaic > 1 or self.uses_cams:  # tile scores need the CAMs, not their means
 
             def capture(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-                self._cams = output  # (B, K_fg, h, w)
+                self._captured = (inputs[0], output)
 
             model.classifier.register_forward_hook(capture)
         return model
@@ -246,11 +249,10 @@ class ClassifierTask(Task):
         (B * k², K_fg) tile scores of the captured CAMs against each tile's own tags."""
         scores, tags = out, batch["tags"]
         if self.config.mosaic > 1:
-            if self._cams is None or "tile_tags" not in batch:
+            if self._captured is None or "tile_tags" not in batch:
                 raise RuntimeError("mosaic training needs the model built by this task and mosaic batches")
-            scores = tile_scores(self._cams, self.config.mosaic)
+            scores = tile_scores(self._captured[1], self.config.mosaic)
             tags = [tile for mosaic in batch["tile_tags"] for tile in mosaic]
-            self._cams = None
         target = tags_to_foreground_multihot(tags, len(self.dataset_classes), self.background)
         loss = F.multilabel_soft_margin_loss(scores.float(), target.to(out.device))
         return loss, {"soft_margin": loss}

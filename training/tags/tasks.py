@@ -136,10 +136,10 @@ class ContrastClassifierTask(ClassifierTask):
     """The classifier task + regional contrast (module docstring)."""
 
     term_names = ["soft_margin", "region_contrast"]
+    uses_cams = True  # ClassifierTask's hook captures the features and CAMs the contrast pools
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
-        self._captured: tuple[Tensor, Tensor] | None = None
         self.contrast: RegionContrast | None = None
 
     def build_model(self, model_kwargs: dict[str, Any]) -> nn.Module:
@@ -148,11 +148,6 @@ class ContrastClassifierTask(ClassifierTask):
         model.contrast = RegionContrast(num_classes=len(self.classes), in_channels=model.classifier.in_channels,
                                         dim=c.dim, bank_size=c.bank_size, temperature=c.temperature)
         self.contrast = model.contrast
-
-        def capture(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-            self._captured = (inputs[0], output)  # layer4 features (B, C, h, w), CAMs (B, K, h, w)
-
-        model.classifier.register_forward_hook(capture)
         return model
 
     def loss(self, out: Tensor, batch: dict[str, Any], step: int) -> tuple[Tensor, dict[str, Tensor]]:
