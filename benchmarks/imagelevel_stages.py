@@ -316,17 +316,26 @@ def tags4x_seed_rows(
                          seeds / "seeds.json")
     seeds_used = ("cam+crf" if crf else "cam") + " seeds of the 4x train split"
     for name in run_names:
-        jobs, models = {}, {}
-        for seed in (int(v) for v in args.train_seeds.split(",") if v):
-            run_dir = out / (name.replace("+", "_") + "_tags4x_seeds" + ("" if seed == 0 else f"_seed{seed}"))
-            models[seed] = run_dir / "model.pt"
-            jobs[seed] = (["train", "--data", data4x, "--supervision", "tags", "--seeds", str(seeds), "--out-dir",
-                           str(run_dir), "--no-progress", *passthrough, *FINAL_RUNS[name],
-                           *(["--seed", str(seed)] if seed else [])], models[seed])
+        jobs = {seed: final_run_job(name, seed, data=data4x, seeds=str(seeds), out=out, suffix="_tags4x_seeds",
+                                    passthrough=passthrough, final_runs=FINAL_RUNS)
+                for seed in (int(v) for v in args.train_seeds.split(",") if v)}
         cmds = _per_seed(wsdeploy, args.parallel, jobs)
-        rows.append(seed_mean({s: {**final_row(f"{name} (4x tags, no propagation)", models[s], cmds[s]),
-                                   "trained_on": seeds_used, "seeds_command": seeds_cmd} for s in models}))
+        rows.append(seed_mean({s: {**final_row(f"{name} (4x tags, no propagation)", done, cmds[s]),
+                                   "trained_on": seeds_used, "seeds_command": seeds_cmd} for s, (_, done) in jobs.items()}))
     return rows
+
+
+def final_run_job(
+    name: str, seed: int, *, data: str, seeds: str, out: Path, suffix: str, passthrough: list[str],
+    final_runs: dict[str, list[str]],
+) -> tuple[list[str], Path]:
+    """The `wsdeploy train` command of final run `name` on the seed folder `seeds`, training
+    seed `seed`, and its model.pt: run folder `out/<name><suffix>`, `_seed<k>` added and
+    `--seed k` passed for k > 0 (seed 0 keeps the flags and folder of one-seed tables)."""
+    run_dir = out / (name.replace("+", "_") + suffix + ("" if seed == 0 else f"_seed{seed}"))
+    cmd = ["train", "--data", data, "--supervision", "tags", "--seeds", seeds, "--out-dir", str(run_dir),
+           "--no-progress", *passthrough, *final_runs[name], *(["--seed", str(seed)] if seed else [])]
+    return cmd, run_dir / "model.pt"
 
 
 def _tags4x_classifier_args(args: Any) -> str:

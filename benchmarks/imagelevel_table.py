@@ -242,22 +242,22 @@ def main() -> int:
         for name in run_names:
             label = name if not suffix else f"{name} on {seeds_row['name']}"
             per_seed = {}
-            for seed in train_seeds:  # seed 0 keeps the flags (and the run folder) of one-seed tables
-                run_dir = out / (name.replace("+", "_") + suffix + ("" if seed == 0 else f"_seed{seed}"))
-                cmd = wsdeploy(["train", "--data", data, "--supervision", "tags", "--seeds", seeds_row["seeds"],
-                                "--out-dir", str(run_dir), "--no-progress", *passthrough, *FINAL_RUNS[name],
-                                *(["--seed", str(seed)] if seed else [])], run_dir / "model.pt")
-                per_seed[seed] = final_row(label, run_dir / "model.pt", cmd)
+            for seed in train_seeds:
+                job, done = imagelevel_stages.final_run_job(
+                    name, seed, data=data, seeds=seeds_row["seeds"], out=out, suffix=suffix,
+                    passthrough=passthrough, final_runs=FINAL_RUNS)
+                per_seed[seed] = final_row(label, done, wsdeploy(job, done))
             results["runs"].append(imagelevel_stages.seed_mean(per_seed))
             print(f"[{label}] val mIoU {results['runs'][-1]['miou']:.4f}", flush=True)
             save()
     if args.propagation:
         propagate("final")
     if args.tags4x_seeds:
-        results["runs"].extend(imagelevel_stages.tags4x_seed_rows(
+        rows = imagelevel_stages.tags4x_seed_rows(
             wsdeploy, data=data, out=out, args=args, passthrough=passthrough, fg=best["fg_threshold"],
-            crf=chosen["name"] == "cam+crf seeds", run_names=tags4x_runs))
-        for row in results["runs"][-len(tags4x_runs) - 1:]:
+            crf=chosen["name"] == "cam+crf seeds", run_names=tags4x_runs)
+        results["runs"].extend(rows)
+        for row in rows:
             print(f"[{row['name']}] val mIoU {row['miou']:.4f}", flush=True)
         save()
     if full_models:
